@@ -1,0 +1,96 @@
+"""Readers of on-disk formats: the ILSVRC-2012 folders and val labels, and the project's own manifests.
+(VOC XML / ImageSets and SUN397 partitions join with the transfer tasks.) Nothing here decodes images.
+
+    from datasets import scan_imagenet
+    rows = scan_imagenet('/data/imagenet')   # [(split, relative path, wnid)], sorted
+"""
+import os
+
+from engine import UserError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMAGE_EXTS = ('.jpeg', '.jpg', '.png')  # ImageNet is .JPEG; a PNG hides among them (see meta/)
+MAGIC = (b'\xff\xd8\xff', b'\x89PNG')  # JPEG SOI marker, PNG signature: what the decoders accept
+
+
+def read_tsv(path, comment='#'):
+    """Rows of a tab-separated file, skipping blank and comment lines."""
+    with open(path) as f:
+        return [line.rstrip('\n').split('\t') for line in f if line.strip() and not line.startswith(comment)]
+
+
+def ilsvrc_classes():
+    """{wnid: name} of the 1000 ILSVRC-2012 classes, in label order."""
+    return {r[0]: r[1] for r in read_tsv(os.path.join(HERE, 'meta', 'ilsvrc2012_classes.tsv'))}
+
+
+def _images_in(folder):
+    """Image files of one folder, sorted. Hidden files are ignored; anything else that is not an image is an error,
+    because a stray file in a class folder usually means the wrong folder was given."""
+    names = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith('.'):
+            continue
+        path = os.path.join(folder, name)
+        if not name.lower().endswith(IMAGE_EXTS):
+            raise UserError(f'not an image file: {path} (expected {"/".join(IMAGE_EXTS)})')
+        # Reading the first bytes is cheap beside decoding, and a text or empty file caught here would
+        # otherwise stop a DALI pipeline hours into training.
+        with open(path, 'rb') as f:
+            head = f.read(4)
+        if not head.startswith(MAGIC):
+            raise UserError(f'not a JPEG or PNG image: {path}' + (' (empty file)' if not head else ''))
+        names.append(name)
+    return names
+
+
+def _class_folders(split_dir):
+    rows = []
+    for wnid in sorted(os.listdir(split_dir)):
+        d = os.path.join(split_dir, wnid)
+        if wnid.startswith('.') or not os.path.isdir(d):
+            continue
+        names = _images_in(d)
+        if not names:
+            raise UserError(f'empty class folder: {d}')
+        rows += [(f'{os.path.basename(split_dir)}/{wnid}/{n}', wnid) for n in names]
+    return rows
+
+
+def scan_imagenet(root):
+    """[(split, relpath, wnid)] for ROOT/train/<wnid>/* and ROOT/val.
+
+    val/ may hold class folders (the common re-arranged layout) or the 50,000 files of the official flat
+    folder, which are labelled from meta/ilsvrc2012_val_labels.tsv."""
+    train = os.path.join(root, 'train')
+    if not os.path.isdir(root):
+        raise UserError(f'image root not found: {root}')
+    if not os.path.isdir(train):
+        raise UserError(f'no train/ folder in {root} (expected {root}/train/<wnid>/*.JPEG)')
+    rows = [('train', p, w) for p, w in _class_folders(train)]
+    if not rows:
+        raise UserError(f'no class folders in {train}')
+    val = os.path.join(root, 'val')
+    if os.path.isdir(val):
+        entries = [e for e in os.listdir(val) if not e.startswith('.')]
+        if any(os.path.isdir(os.path.join(val, e)) for e in entries):
+            rows += [('val', p, w) for p, w in _class_folders(val)]
+        else:
+            labels = dict(read_tsv(os.path.join(HERE, 'meta', 'ilsvrc2012_val_labels.tsv')))
+            for name in _images_in(val):
+                if name not in labels:
+                    raise UserError(f'{os.path.join(val, name)} is not an ILSVRC-2012 val file; a flat val/ must hold the official files')
+                rows.append(('val', f'val/{name}', labels[name]))
+    return rows
+
+
+def read_manifest(path):
+    """[(relpath, label)] of a manifest (`relative/path label` per line)."""
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            parts = line.rsplit(' ', 1)
+            if len(parts) != 2 or not parts[1].strip().isdigit():
+                raise UserError(f'{path}:{i}: expected "relative/path label", got {line.strip()[:80]!r}')
+            rows.append((parts[0], int(parts[1])))
+    return rows

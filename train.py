@@ -1,0 +1,270 @@
+"""Pre-train a network from scratch on one subset manifest (made by subsets.py).
+
+    python train.py --subset subsets/toy/full --crop 96 --resize 108 --batch-size 64 --iters 300 --lr 0.02 --eval-every 100
+    python train.py --subset subsets/imagenet/full                      # the paper's recipe: Caffe AlexNet, 450K iterations
+    torchrun --nproc_per_node 8 train.py --subset subsets/imagenet/full --arch resnet50 --style inception \
+        --epochs 90 --lr 0.1 --lr-steps 30 60 80 --warmup 5               # a ResNet-50 epoch schedule (Goyal et al. 2017)
+
+The run directory (--out, default runs/<subset>-<arch>) gets args.json, log.jsonl, tb/ (TensorBoard),
+checkpoint.pth and, at the end, metrics.json. Running the same command again resumes from the checkpoint;
+on a finished run it only prints the result.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import engine
+from data_dali import STYLES, classification_loader
+from datasets import read_manifest, read_tsv
+from engine import UserError
+from models import ARCHS, INPUT_SIZE, NORMS, get_model
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description='Pre-train on a subset manifest. Defaults are the paper\'s recipe '
+                                '(Caffe bvlc_alexnet solver: batch 256, lr 0.01 x0.1 every 100K, 450K iterations).')
+    p.add_argument('--subset', required=True, help='subset folder with train.txt, val.txt, classes.tsv, meta.json')
+    p.add_argument('--data-root', default=None, help='image root the manifest paths are relative to (default: from meta.json)')
+    p.add_argument('--out', default=None, help='run directory (default: runs/<subset name>-<arch>)')
+    # model
+    p.add_argument('--arch', default='alexnet', choices=ARCHS, help='alexnet is the paper\'s Caffe AlexNet')
+    p.add_argument('--norm', default='bn', choices=NORMS, help='ResNet normalisation (gn: He et al. 2019; bn-noscale: Kornblith et al. 2019)')
+    p.add_argument('--dropout', type=float, default=0.5, help='AlexNet fc6/fc7 dropout (Krizhevsky et al. 2012)')
+    p.add_argument('--width', type=float, default=1.0, help='AlexNet width multiplier; 1.0 is the paper\'s net, 0.25 trains the toy data on a CPU')
+    # data
+    p.add_argument('--style', default='caffe', choices=STYLES, help='caffe: resize 256 + random crop; inception: random-resized crop')
+    p.add_argument('--crop', type=int, default=None, help='training crop (default: 227 for alexnet, 224 otherwise)')
+    p.add_argument('--resize', type=int, default=256, help='shorter side before cropping (Caffe: 256)')
+    p.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))), help='DALI threads per process')
+    # optimisation (Caffe bvlc_alexnet/solver.prototxt)
+    p.add_argument('--batch-size', type=int, default=256, help='global batch, split across processes')
+    p.add_argument('--lr', type=float, default=0.01)
+    p.add_argument('--momentum', type=float, default=0.9)
+    p.add_argument('--wd', type=float, default=5e-4, help='weight decay')
+    p.add_argument('--iters', type=int, default=450000, help='training length in iterations (ignored with --epochs)')
+    p.add_argument('--epochs', type=int, default=None, help='training length in epochs; --lr-steps and --warmup then count epochs')
+    p.add_argument('--schedule', default='step', choices=('step', 'cosine', 'constant'))
+    p.add_argument('--lr-steps', type=int, nargs='*', default=[100000, 200000, 300000, 400000], help='x gamma at each (iterations, or epochs with --epochs)')
+    p.add_argument('--gamma', type=float, default=0.1)
+    p.add_argument('--warmup', type=int, default=0, help='linear warm-up length (iterations, or epochs with --epochs)')
+    # precision and speed
+    p.add_argument('--amp', default='auto', choices=('auto', 'bf16', 'fp16', 'fp32'), help='auto: bf16 on GPU, fp32 on CPU')
+    p.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument('--compile', action='store_true', help='torch.compile the model')
+    # bookkeeping
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--log-every', type=int, default=50, help='iterations between log lines (and the only .item() syncs)')
+    p.add_argument('--eval-every', type=int, default=10000, help='iterations between validations (and at the end)')
+    p.add_argument('--save-every', type=int, default=1000, help='iterations between checkpoints (and at the end)')
+    return p
+
+
+# Arguments that may change between a run and its resumption without changing what is computed.
+RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile')
+
+
+def check_args(args):
+    """Validate everything a user can get wrong before anything is written. Returns derived values."""
+    for name in ('train.txt', 'val.txt', 'classes.tsv'):
+        if not os.path.isfile(os.path.join(args.subset, name)):
+            raise UserError(f'{os.path.join(args.subset, name)} not found; --subset must be a folder made by subsets.py make')
+    meta_path = os.path.join(args.subset, 'meta.json')
+    if args.data_root is None:
+        if not os.path.isfile(meta_path):
+            raise UserError(f'{meta_path} not found; pass --data-root')
+        with open(meta_path) as f:
+            args.data_root = json.load(f)['root']
+    if not os.path.isdir(args.data_root):
+        raise UserError(f'image root not found: {args.data_root}')
+    num_classes = len(read_tsv(os.path.join(args.subset, 'classes.tsv'))) - 1  # minus the header
+    counts = {}
+    for split in ('train', 'val'):
+        path = os.path.join(args.subset, f'{split}.txt')
+        rows = read_manifest(path)
+        if not rows:
+            raise UserError(f'{path} is empty')
+        bad = [lab for _, lab in rows if lab >= num_classes]
+        if bad:
+            raise UserError(f'{path}: label {bad[0]} is out of range for the {num_classes} classes of classes.tsv')
+        first = os.path.join(args.data_root, rows[0][0])
+        if not os.path.isfile(first):
+            raise UserError(f'image not found: {first} (is --data-root right?)')
+        counts[split] = len(rows)
+    if args.norm != 'bn' and args.arch.startswith('alexnet'):
+        raise UserError(f'--norm {args.norm} applies to ResNets only; AlexNet has no normalisation layers to swap')
+    if args.width != 1.0 and not args.arch.startswith('alexnet') or args.width <= 0:
+        raise UserError(f'--width {args.width}: must be > 0, and applies to AlexNets only')
+    for name in ('batch_size', 'workers', 'log_every', 'eval_every', 'save_every', 'crop', 'resize'):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UserError(f'--{name.replace("_", "-")} must be >= 1, got {v}')
+    if args.epochs is None and args.iters < 1 or args.epochs is not None and args.epochs < 1:
+        raise UserError('training length must be >= 1 (--iters or --epochs)')
+    return num_classes, counts
+
+
+def main(args):
+    rank, world, local_rank, device = engine.init_distributed()
+    is_main = rank == 0
+    num_classes, counts = check_args(args)
+    args.crop = args.crop or INPUT_SIZE[args.arch]
+    if args.batch_size % world:
+        raise UserError(f'--batch-size {args.batch_size} is not divisible by the {world} processes')
+    batch = args.batch_size // world
+    if batch > counts['train'] // world:
+        raise UserError(f'--batch-size {args.batch_size} is larger than the {counts["train"]} training images')
+    args.out = args.out or os.path.join('runs', f'{os.path.basename(os.path.normpath(args.subset))}-{args.arch}')
+    args_dict = {k: v for k, v in vars(args).items()}
+    engine.check_run_dir(args.out, args_dict, ignore=RESUME_MAY_CHANGE)
+    metrics_path, ckpt_path = os.path.join(args.out, 'metrics.json'), os.path.join(args.out, 'checkpoint.pth')
+    if os.path.exists(metrics_path):
+        if is_main:
+            print(f'{args.out} is finished: {open(metrics_path).read().strip()}')
+        return
+    ckpt = engine.load_checkpoint(ckpt_path) if os.path.exists(ckpt_path) else None
+    if ckpt is not None and len(ckpt['loader']) != world:
+        raise UserError(f'{ckpt_path} was written by {len(ckpt["loader"])} processes; resume it with as many, not {world}')
+
+    # ---- data
+    dali_device = local_rank if device.type == 'cuda' else None
+    threads = max(1, args.workers)
+    train_loader = classification_loader(args.data_root, os.path.join(args.subset, 'train.txt'), batch, True, args.crop,
+                                         args.resize, args.style, threads, dali_device, rank, world, args.seed,
+                                         checkpoint=ckpt['loader'][rank] if ckpt else None)
+    val_loader = classification_loader(args.data_root, os.path.join(args.subset, 'val.txt'), batch, False, args.crop,
+                                       args.resize, args.style, threads, dali_device, rank, world, args.seed)
+    iters_per_epoch = len(train_loader)
+    unit = iters_per_epoch if args.epochs is not None else 1  # schedule lengths count epochs or iterations
+    total = args.epochs * iters_per_epoch if args.epochs is not None else args.iters
+    milestones, warmup = [m * unit for m in args.lr_steps], args.warmup * unit
+
+    # ---- model and optimiser
+    torch.manual_seed(args.seed + rank)
+    model = get_model(args.arch, num_classes, args.norm, args.dropout, args.width).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    raw_model = model  # saved and evaluated: no DDP `module.` or compile `_orig_mod.` prefixes
+    optimizer = engine.sgd(model, args.lr, args.momentum, args.wd, caffe_bias=args.arch == 'alexnet')
+    amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(args.amp, args.amp)
+    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    step, epoch = 0, 0
+    if ckpt is not None:
+        raw_model.load_state_dict(ckpt['model'])
+        optimizer.load_state_dict(ckpt['optimizer'])
+        scaler.load_state_dict(ckpt['scaler'])
+        step, epoch = ckpt['step'], ckpt['epoch']
+        engine.set_rng_state(ckpt['rng'][rank])
+    if args.compile:
+        model = torch.compile(model)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
+
+    # ---- the run directory: created only now that every input is known to be good
+    log = None
+    if is_main:
+        sha = engine.start_run_dir(args.out, args_dict)
+        engine.print_args(args_dict, sha)
+        print(f'{world} process(es) on {device.type}, batch {batch}/process = {args.batch_size} global, {amp} autocast, '
+              f'{num_classes} classes, {counts["train"]} train / {counts["val"]} val images, {iters_per_epoch} iterations/epoch, '
+              f'{total} iterations = {total / iters_per_epoch:.2f} epochs, lr {args.lr} ({args.schedule}, milestones {milestones}, warm-up {warmup})')
+        if ckpt is not None:
+            print(f'resuming from {ckpt_path} at iteration {step}')
+        engine.trim_log(os.path.join(args.out, 'log.jsonl'), step)
+        log = engine.RunLog(args.out, purge_step=step + 1)
+
+    def save():
+        loaders = engine.all_gather_object(train_loader.state(), world)
+        rngs = engine.all_gather_object(engine.rng_state(), world)
+        if is_main:
+            engine.save_checkpoint(ckpt_path, {'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
+                                               'scaler': scaler.state_dict(), 'step': step, 'epoch': epoch,
+                                               'args': args_dict, 'rng': rngs, 'loader': loaders,
+                                               # the open log window, so a resumed run logs the same mean losses
+                                               'window': (loss_sum.item(), n_window)})
+
+    def stop_if_nonfinite():
+        flag = engine.all_reduce_sum(nonfinite.float(), world)
+        if flag.item():
+            last = f'the last good checkpoint is {ckpt_path}' if os.path.exists(ckpt_path) else 'no checkpoint was written'
+            print(f'\nerror: the loss became non-finite at or before iteration {step}; stopping ({last}). '
+                  f'Try a lower --lr, a warm-up, or --amp bf16/fp32.', file=sys.stderr)
+            sys.exit(1)
+
+    # ---- the loop
+    model.train()
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    loss_sum = torch.zeros((), device=device)
+    n_window, t_wait, t_window = 0, 0.0, time.perf_counter()
+    if ckpt is not None:
+        loss_sum.fill_(ckpt['window'][0])
+        n_window = ckpt['window'][1]
+    bar = tqdm(total=total, initial=step, disable=not is_main, dynamic_ncols=True, desc='train',
+               mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets a line every 30 s, not every step
+    metrics = None
+    while step < total:
+        t0 = time.perf_counter()
+        for images, labels in train_loader:
+            t_wait += time.perf_counter() - t0
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            lr = engine.lr_at(step, args.lr, total, args.schedule, milestones, args.gamma, warmup)
+            for g in optimizer.param_groups:
+                g['lr'] = lr * g['lr_mult']
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+                loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss = loss.detach()
+            nonfinite |= ~torch.isfinite(loss)  # checked at log and save steps: no sync per iteration
+            loss_sum += loss
+            step += 1
+            n_window += 1
+            bar.update(1)
+
+            if step % args.log_every == 0 or step == total:
+                stop_if_nonfinite()
+                dt = time.perf_counter() - t_window
+                rec = {'loss': loss_sum.item() / n_window, 'lr': lr, 'epoch': epoch,
+                       'images_per_s': n_window * args.batch_size / dt, 'data_wait': t_wait / dt}
+                if is_main:
+                    log.log(step, **rec)
+                    bar.set_postfix(loss=f'{rec["loss"]:.3f}', lr=f'{lr:.2g}', wait=f'{rec["data_wait"]:.0%}')
+                loss_sum.zero_()
+                n_window, t_wait, t_window = 0, 0.0, time.perf_counter()
+            if step % args.eval_every == 0 or step == total:
+                metrics = engine.evaluate(raw_model, val_loader, device, amp_dtype, world)
+                if is_main:
+                    log.log(step, **{f'val/{k}': v for k, v in metrics.items()})
+                    bar.write(f'iteration {step}: val top-1 {metrics["top1"]:.2f}%  top-5 {metrics["top5"]:.2f}%  ({metrics["n"]} images)')
+                t_window = time.perf_counter()  # evaluation is not training time
+            if step % args.save_every == 0 or step == total:
+                stop_if_nonfinite()  # never overwrite a good checkpoint with a diverged one
+                save()
+            if step == total:
+                break
+            t0 = time.perf_counter()
+        else:
+            epoch += 1
+    bar.close()
+
+    if is_main:
+        result = {'step': step, 'epoch': epoch, **{f'val_{k}': v for k, v in metrics.items()}}
+        engine.write_atomic(metrics_path, json.dumps(result, sort_keys=True) + '\n')
+        log.close()
+        print(f'done: val top-1 {metrics["top1"]:.2f}%, top-5 {metrics["top5"]:.2f}% on {metrics["n"]} images')
+        print(f'checkpoint:  {ckpt_path}')
+        print(f'TensorBoard: tensorboard --logdir {os.path.join(args.out, "tb")}')
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == '__main__':
+    engine.run_main(main, get_args_parser().parse_args())
