@@ -1,0 +1,82 @@
+"""The DALI classification pipeline (CPU mode, as CI runs it) against a PIL reference on the same JPEGs."""
+import math
+import os
+from collections import Counter
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data_dali import MEAN, STD, classification_loader
+from datasets import read_manifest
+
+
+def pil_resized(path, resize):
+    """PIL reference of the pipeline's first step: RGB, shorter side to `resize`, bilinear."""
+    im = Image.open(path).convert('RGB')
+    w, h = im.size
+    s = resize / min(w, h)
+    size = (resize, round(h * s)) if w <= h else (round(w * s), resize)
+    return np.asarray(im.resize(size, Image.BILINEAR), dtype=np.float32)
+
+
+def normalise(a):
+    return (torch.from_numpy(np.ascontiguousarray(a)) - torch.tensor(MEAN)) / torch.tensor(STD)
+
+
+def test_val_pipeline_matches_pil(toy):
+    manifest = os.path.join(toy['subset'], 'val.txt')
+    rows = read_manifest(manifest)
+    images, labels = next(iter(classification_loader(toy['root'], manifest, 16, False, crop=96, resize=108)))
+    assert images.shape == (16, 3, 96, 96) and images.dtype == torch.float32
+    assert images.is_contiguous(memory_format=torch.channels_last)  # ready for a channels_last model, no copy
+    assert labels.dtype == torch.int64 and labels.tolist() == [lab for _, lab in rows[:16]]
+    for img, (path, _) in zip(images, rows):
+        a = pil_resized(os.path.join(toy['root'], path), 108)
+        # DALI's centre crop starts at round-half-up((n - crop) / 2)
+        top, left = (math.floor((n - 96) / 2 + 0.5) for n in a.shape[:2])
+        ref = normalise(a[top:top + 96, left:left + 96]).permute(2, 0, 1)
+        # Decoders and resamplers differ in rounding only: well under one grey level on average.
+        assert (img - ref).abs().mean() < 0.02, path
+
+
+def test_train_pipeline_crops_and_mirrors(toy, tmp_path):
+    # One image repeated, so every output must be a 96 px crop (mirrored or not) of its resized version.
+    path = read_manifest(os.path.join(toy['subset'], 'train.txt'))[0][0]
+    manifest = tmp_path / 'one.txt'
+    manifest.write_text(f'{path} 3\n' * 32)
+    a = pil_resized(os.path.join(toy['root'], path), 108)
+    images, labels = next(iter(classification_loader(toy['root'], str(manifest), 32, True, crop=96, resize=108, seed=1)))
+    assert images.shape == (32, 3, 96, 96) and images.is_contiguous(memory_format=torch.channels_last)
+    assert labels.tolist() == [3] * 32
+    ref = normalise(a).permute(2, 0, 1)  # 3 x H x W
+    windows = ref.unfold(1, 96, 1).unfold(2, 96, 1)  # 3 x nY x nX x 96 x 96: every possible crop
+    found = Counter()
+    for img in images:
+        best = {}
+        for flip, im in (('plain', img), ('mirrored', img.flip(-1))):
+            err = (windows - im[:, None, None]).abs().mean(dim=(0, 3, 4))
+            best[flip] = err.min().item()
+        flip = min(best, key=best.get)
+        assert best[flip] < 0.02, 'a training image is not a crop of its resized source'
+        found[flip] += 1
+    assert found['plain'] > 0 and found['mirrored'] > 0  # the mirror is random, not fixed
+
+
+def test_inception_style_shapes(toy):
+    manifest = os.path.join(toy['subset'], 'train.txt')
+    images, _ = next(iter(classification_loader(toy['root'], manifest, 8, True, crop=64, resize=72, style='inception')))
+    assert images.shape == (8, 3, 64, 64) and images.is_contiguous(memory_format=torch.channels_last)
+    # normalised: pixel values 0..255 map to about -2.1..2.6
+    assert images.min() >= -2.2 and images.max() <= 2.7 and images.std() > 0.1
+
+
+def test_sharded_validation_counts_each_image_once(toy):
+    # 400 images over 3 shards with batch 7: neither divides the count, and every image must appear once.
+    manifest = os.path.join(toy['subset'], 'val.txt')
+    want = Counter(lab for _, lab in read_manifest(manifest))
+    got = Counter()
+    for shard in range(3):
+        for _, labels in classification_loader(toy['root'], manifest, 7, False, crop=64, resize=72, shard_id=shard, num_shards=3):
+            got.update(labels.tolist())
+    assert got == want

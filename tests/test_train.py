@@ -1,0 +1,140 @@
+"""train.py end to end on the toy data, through the real command line: learning, exact resume after a
+kill -9, 2-process torchrun, a diverging run, and one-line errors for a user's mistakes."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, run
+
+# A narrow AlexNet at 96 px: the real network code at a size two CPU cores train in seconds.
+TINY = ['--crop', '96', '--resize', '108', '--width', '0.25', '--workers', '2']
+
+
+def train_args(toy, out, *extra):
+    return ['train.py', '--subset', toy['subset'], '--out', str(out), *TINY, *extra]
+
+
+def read_log(out):
+    with open(os.path.join(out, 'log.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_learns_toy_data(toy, tmp_path):
+    out = tmp_path / 'run'
+    p = run(*train_args(toy, out, '--batch-size', '64', '--lr', '0.02', '--iters', '300', '--lr-steps', '250',
+                        '--eval-every', '300', '--save-every', '300'))
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['val_n'] == 400
+    assert metrics['val_top1'] > 20, metrics  # 20 classes: chance is 5%
+    for name in ('args.json', 'checkpoint.pth', 'log.jsonl'):
+        assert (out / name).exists()
+    assert any(f.startswith('events.out.tfevents') for f in os.listdir(out / 'tb'))
+    assert 'checkpoint:' in p.stdout and 'tensorboard --logdir' in p.stdout
+    # Running the same command again on a finished run changes nothing and says so.
+    again = run(*train_args(toy, out, '--batch-size', '64', '--lr', '0.02', '--iters', '300', '--lr-steps', '250',
+                            '--eval-every', '300', '--save-every', '300'))
+    assert 'is finished' in again.stdout
+
+
+def test_resume_after_kill_is_exact(toy, tmp_path):
+    # 40 iterations of 32 cross the 37-iteration epoch boundary and the LR step at 30 after any resume point.
+    extra = ['--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '30', '--save-every', '10',
+             '--log-every', '5', '--eval-every', '40', '--seed', '3']
+    whole, killed = tmp_path / 'whole', tmp_path / 'killed'
+    run(*train_args(toy, whole, *extra))
+
+    kill_at = random.randint(12, 32)
+    proc = subprocess.Popen([sys.executable, *train_args(toy, killed, *extra)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = killed / 'log.jsonl'
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and any(json.loads(l)['step'] >= kill_at for l in log.read_text().splitlines()):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, 'the run finished before it could be killed'
+    assert not (killed / 'metrics.json').exists()
+    ckpt_step = torch.load(killed / 'checkpoint.pth', weights_only=True)['step']
+    assert 0 < ckpt_step < 40
+
+    p = run(*train_args(toy, killed, *extra))
+    assert f'resuming from {killed / "checkpoint.pth"} at iteration {ckpt_step}' in p.stdout
+    a = torch.load(whole / 'checkpoint.pth', weights_only=True)
+    b = torch.load(killed / 'checkpoint.pth', weights_only=True)
+    assert a['step'] == b['step'] == 40
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k  # bit for bit on CPU
+    losses = lambda out: [(r['step'], r['loss']) for r in read_log(out) if 'loss' in r]
+    assert losses(whole) == losses(killed)
+    assert json.loads((whole / 'metrics.json').read_text()) == json.loads((killed / 'metrics.json').read_text())
+
+
+def test_torchrun_two_processes(toy, tmp_path):
+    from data_dali import classification_loader
+    from engine import evaluate
+    from models import get_model
+    out = tmp_path / 'ddp'
+    # 400 val images, 12 per process per batch: 400 is not a multiple of 2 x 12.
+    run('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+        *train_args(toy, out, '--batch-size', '24', '--iters', '8', '--eval-every', '8', '--save-every', '8', '--log-every', '4'))
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['val_n'] == 400
+    # The same weights evaluated by one process give the same accuracy: no image was lost or counted twice.
+    ckpt = torch.load(out / 'checkpoint.pth', weights_only=True)
+    assert len(ckpt['loader']) == 2 and ckpt['step'] == 8
+    net = get_model('alexnet', 20, width=0.25)
+    net.load_state_dict(ckpt['model'])
+    val = classification_loader(toy['root'], os.path.join(toy['subset'], 'val.txt'), 50, False, crop=96, resize=108)
+    single = evaluate(net, val, torch.device('cpu'), torch.float32, 1)
+    assert single['n'] == 400 and single['top1'] == pytest.approx(metrics['val_top1'])
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(toy, tmp_path):
+    out = tmp_path / 'nan'
+    # x1e8 at iteration 10 makes SGD diverge right after the checkpoint at 10.
+    p = run(*train_args(toy, out, '--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '10',
+                        '--gamma', '1e8', '--save-every', '5', '--log-every', '5'), check=False)
+    assert p.returncode == 1 and 'non-finite' in p.stderr and 'Traceback' not in p.stderr
+    ckpt = torch.load(out / 'checkpoint.pth', weights_only=True)
+    assert ckpt['step'] == 10
+    assert all(torch.isfinite(v).all() for v in ckpt['model'].values())
+    assert not (out / 'metrics.json').exists()
+
+
+def bad_inputs(toy, tmp_path):
+    empty = tmp_path / 'empty_class'
+    (empty / 'train' / 'n01440764').mkdir(parents=True)
+    notimg = tmp_path / 'not_image'
+    (notimg / 'train' / 'n01440764').mkdir(parents=True)
+    (notimg / 'train' / 'n01440764' / 'a.JPEG').write_text('not a JPEG')
+    out = str(tmp_path / 'run')
+    return [
+        (['train.py', '--subset', str(tmp_path / 'nope'), '--out', out], 'nope/train.txt not found'),
+        (['train.py', '--subset', toy['subset'], '--out', out, '--data-root', str(tmp_path / 'gone')], 'image root not found'),
+        (['train.py', '--subset', toy['subset'], '--out', out, '--arch', 'vgg16'], "invalid choice: 'vgg16'"),
+        (['train.py', '--subset', toy['subset'], '--out', out, '--batch-size', '5000'], 'larger than the 1200 training images'),
+        (['train.py', '--subset', toy['subset'], '--out', out, '--batch-size', '0'], '--batch-size must be >= 1'),
+        (['train.py', '--subset', toy['subset'], '--out', out, '--arch', 'alexnet', '--norm', 'gn'], 'applies to ResNets only'),
+        (['subsets.py', 'index', '--imagenet', str(empty), '--out', str(tmp_path / 'i1')], 'empty class folder'),
+        (['subsets.py', 'index', '--imagenet', str(notimg), '--out', str(tmp_path / 'i2')], 'not a JPEG or PNG image'),
+        (['subsets.py', 'make', 'full', '--index', str(tmp_path / 'none.tsv')], 'index not found'),
+    ]
+
+
+def test_bad_input_gets_one_line_error(toy, tmp_path):
+    for args, message in bad_inputs(toy, tmp_path):
+        p = run(*args, check=False)
+        assert p.returncode == 2, (args, p.stderr)
+        assert 'Traceback' not in p.stderr, (args, p.stderr)
+        last = p.stderr.strip().splitlines()[-1]
+        assert last.startswith(('error:', 'train.py: error:', 'subsets.py make: error:')) and message in last, (args, p.stderr)
+        assert not os.path.exists(tmp_path / 'run'), 'a failed start must not leave a run directory'
