@@ -18,12 +18,15 @@ class UserError(Exception):
 
 
 def run_main(main, args):
-    """Call main(args); a UserError becomes `error: ...` on stderr and exit status 2."""
+    """Call main(args); a UserError becomes `error: ...` on stderr and exit status 2, Ctrl-C a one-line note."""
     try:
         return main(args)
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print('\ninterrupted: the same command resumes from the last checkpoint', file=sys.stderr)
+        sys.exit(130)
 
 
 # ----------------------------------------------------------------------------------------------------------
