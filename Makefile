@@ -1,4 +1,5 @@
-# The two commands of the README's quick start. Each sets itself up on a fresh machine (Python 3.11, no GPU).
+# The two commands of the README's quick start. Each sets itself up on a fresh machine (Python 3.11, no GPU):
+# a venv with requirements.txt, and WordNet 3.0 for nltk (setup_wordnet.py: nltk.download, or Debian's packages).
 PY := .venv/bin/python
 # The toy demo: a narrow AlexNet (--width 0.25) at 96 px, so that it learns within a minute on 2 CPU cores.
 DEMO_TRAIN := --crop 96 --resize 108 --width 0.25 --batch-size 64 --lr 0.02 --iters 600 --lr-steps 450 \
@@ -9,6 +10,7 @@ DEMO_TRAIN := --crop 96 --resize 108 --width 0.25 --batch-size 64 --lr 0.02 --it
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) setup_wordnet.py
 	touch $@
 
 data/toy/.done: .venv/installed toydata.py
