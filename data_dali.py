@@ -14,6 +14,7 @@ import os
 import torch
 from engine import UserError
 from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import math as dmath
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 # ImageNet RGB mean/std on the 0-255 scale (torchvision's values). Caffe subtracted the mean only; we also
@@ -22,6 +23,29 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 STYLES = ('caffe', 'inception')
+
+
+def _crop_window(jpegs, train, crop, resize):
+    """Resize arguments that make resizing only the crop window equal to "resize the shorter side to `resize`,
+    then take a crop x crop window" (random, or the centre for validation).
+
+    Output pixel i of a resize from n to r pixels samples the source at (i + 0.5) * n / r - 0.5. The window
+    [c, c + crop) of the full resize therefore samples exactly what resizing the source region
+    [c * n / r, (c + crop) * n / r] to `crop` pixels samples, with the same scale (hence the same antialiasing
+    filter). On 500x375 JPEGs this skips 42% of the resize work: DALI CPU 509 -> see BENCHMARKS.md."""
+    shape = fn.peek_image_shape(jpegs, dtype=types.FLOAT)  # (H, W, C) from the JPEG header, no decoding
+    h, w = shape[0], shape[1]
+    scale = resize / dmath.min(h, w)
+    start, end = [], []
+    for n in (h, w):
+        r = dmath.floor(n * scale + 0.5)  # the size `resize_shorter` would give this side
+        pos = fn.random.uniform(range=[0.0, 1.0]) if train else 0.5
+        c = dmath.floor(pos * (r - crop) + 0.5)  # crop_mirror_normalize's rule for a crop position
+        # resize keeps the exact scale and centres the r / scale source pixels it maps onto r (subpixel_scale)
+        origin = (n - r / scale) * 0.5
+        start.append(origin + c / scale)
+        end.append(origin + (c + crop) / scale)
+    return {'roi_start': fn.stack(*start), 'roi_end': fn.stack(*end)}
 
 
 @pipeline_def
@@ -45,10 +69,10 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
         # Caffe (Krizhevsky et al. 2012): shorter side to `resize` (256), then a random `crop` (227) and a
         # mirror for training, the centre crop for validation.
         images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB)
-        images = fn.resize(images, device=dev, resize_shorter=resize, antialias=True)
-        crop_args = {'crop': [crop, crop]}
+        images = fn.resize(images, device=dev, size=[crop, crop], antialias=True,
+                           **_crop_window(jpegs, train, crop, resize))
+        crop_args = {}
         if train:
-            crop_args.update(crop_pos_x=fn.random.uniform(range=[0.0, 1.0]), crop_pos_y=fn.random.uniform(range=[0.0, 1.0]))
             mirror = fn.random.coin_flip(probability=0.5)
     # HWC float output: torch sees NHWC memory, which permute(0, 3, 1, 2) turns into an NCHW view in
     # channels_last layout with no copy.
