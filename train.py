@@ -104,6 +104,8 @@ def check_args(args):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UserError(f'--{name.replace("_", "-")} must be >= 1, got {v}')
+    if args.crop is not None and args.crop > args.resize:
+        raise UserError(f'--crop {args.crop} is larger than --resize {args.resize}: the crop is taken from the resized image')
     if args.epochs is None and args.iters < 1 or args.epochs is not None and args.epochs < 1:
         raise UserError('training length must be >= 1 (--iters or --epochs)')
     return num_classes, counts
