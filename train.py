@@ -104,7 +104,8 @@ def check_args(args):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UserError(f'--{name.replace("_", "-")} must be >= 1, got {v}')
-    if args.crop is not None and args.crop > args.resize:
+    args.crop = INPUT_SIZE[args.arch] if args.crop is None else args.crop
+    if args.crop > args.resize:
         raise UserError(f'--crop {args.crop} is larger than --resize {args.resize}: the crop is taken from the resized image')
     if args.epochs is None and args.iters < 1 or args.epochs is not None and args.epochs < 1:
         raise UserError('training length must be >= 1 (--iters or --epochs)')
@@ -115,7 +116,6 @@ def main(args):
     rank, world, local_rank, device = engine.init_distributed()
     is_main = rank == 0
     num_classes, counts = check_args(args)
-    args.crop = args.crop or INPUT_SIZE[args.arch]
     if args.batch_size % world:
         raise UserError(f'--batch-size {args.batch_size} is not divisible by the {world} processes')
     batch = args.batch_size // world
