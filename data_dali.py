@@ -4,18 +4,32 @@
     train = classification_loader('data/toy', 'subsets/toy-full/train.txt', batch_size=64, train=True, crop=96, resize=108)
     for images, labels in train: ...   # images: float NCHW view in channels_last memory, normalised
 
+    python data_dali.py scan subsets/toy    # decode every image of an index once; exclude.txt lists the broken
+
 One code path serves GPU and CPU: decoding is `decoders.image(device='mixed')` (nvJPEG / hardware decoder)
 when CUDA is available and `device='cpu'` otherwise, and everything after the decoder runs where the decoder
 put the images. CI runs this same pipeline on CPU (`device_id=None`).
 """
+import argparse
 import contextlib
+import functools
+import json
+import multiprocessing
 import os
+import signal
+import sys
+import time
+from collections import Counter
 
 import torch
-from engine import UserError
+from datasets import read_manifest, scan_imagenet
+from engine import UserError, run_main, write_atomic
+from nvidia import nvimgcodec
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 # ImageNet RGB mean/std on the 0-255 scale (torchvision's values). Caffe subtracted the mean only; we also
 # divide by the std so that torchvision-format weights see the input they were trained on. For a net
@@ -92,7 +106,8 @@ def dali_errors(file_list):
         if 'pipeline' not in str(e):
             raise
         reason = '; '.join(line.strip() for line in str(e).splitlines() if 'failure' in line or line.startswith('Error in'))
-        raise UserError(f'DALI could not read or decode an image listed in {file_list}: {reason[:300]}') from None
+        raise UserError(f'DALI could not read or decode an image listed in {file_list}: {reason[:300]} '
+                        f'(`python data_dali.py scan` finds such files; subsets.py then leaves them out)') from None
 
 
 class ClassificationLoader:
@@ -147,3 +162,227 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
 def device_id():
     """The CUDA device this process decodes on, or None for the CPU pipeline."""
     return torch.cuda.current_device() if torch.cuda.is_available() else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The data scan: decode every file once, before training, and list the files the pipeline cannot decode.
+# DALI stops the whole pipeline on such a file, and its reader cannot skip a sample (issue 8), so they are
+# found here and subsets.py leaves them out of every manifest.
+
+SCAN_COLUMNS = ('path', 'bytes', 'format', 'mode', 'width', 'height', 'error')
+# Pillow's names of the formats DALI's decoders.image lists (JPEG, JPEG 2000, TIFF, PNG, BMP, PNM, WebP);
+# MPO is a camera's multi-picture JPEG, of which DALI decodes the first picture.
+DALI_FORMATS = ('JPEG', 'MPO', 'JPEG2000', 'TIFF', 'PNG', 'BMP', 'PPM', 'WEBP')
+
+
+def _scan_worker_init():
+    # The parent stops the workers on Ctrl-C. nvImageCodec logs every failed decode on fd 2, which would scroll
+    # the progress bar away; the report records each failure instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    Image.MAX_IMAGE_PIXELS = None  # Pillow only reads headers here; the scan's own --max-pixels applies
+
+
+@functools.cache
+def _cpu_decoder():
+    return nvimgcodec.Decoder(device_id=nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=1,
+                              backends=[nvimgcodec.Backend(nvimgcodec.BackendKind.CPU_ONLY)])
+
+
+def _why(path, fmt):
+    """Pillow's account of a file that DALI cannot decode."""
+    if os.path.getsize(path) == 0:
+        return 'empty file'
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except UnidentifiedImageError:
+        return 'not an image'
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... for broken data
+        return f'{type(e).__name__}: {e}'
+    if fmt not in DALI_FORMATS:
+        return f'{fmt} is not a format DALI decodes'
+    return f'a {fmt} that Pillow decodes but DALI does not (damaged, or a variant DALI lacks)'
+
+
+def probe(path, max_pixels):
+    """(bytes, format, mode, width, height, error) of one image file; error is '' when DALI decodes it.
+
+    The decoder that decides is DALI's own: DALI's image decoders are nvImageCodec, and DALI loads the
+    libnvimgcodec and codec extensions of the nvidia-nvimgcodec wheel, so a CPU decode with nvImageCodec fails
+    exactly where the CPU pipeline would stop (GIF, truncated data, ...). Pillow only describes the file: format
+    and mode (RGB, L, CMYK, P...) from the header, and width x height as stored, before any EXIF rotation."""
+    size, fmt, mode, w, h = os.path.getsize(path), '', '', 0, 0
+    try:
+        with Image.open(path) as im:  # the header only
+            fmt, mode, (w, h) = im.format, im.mode, im.size
+    except Exception:
+        pass  # nvImageCodec below decides whether it is an image
+    try:
+        stream = nvimgcodec.CodeStream(path)  # parses the header
+        fmt, w, h = fmt or stream.codec_name, w or stream.width, h or stream.height
+        if w * h > max_pixels:
+            # Decoding it would take w * h * 3 bytes and as long; Pillow refuses such "decompression bombs" too.
+            return size, fmt, mode, w, h, f'over the pixel limit: {w} x {h} > {max_pixels} pixels'
+        ok = _cpu_decoder().decode(stream, params=nvimgcodec.DecodeParams(apply_exif_orientation=True)) is not None
+    except Exception:  # RuntimeError when there is no code stream (empty, not an image); one file never stops a scan
+        ok = False
+    error = '' if ok else 'DALI cannot decode it: ' + _why(path, fmt)
+    return size, fmt, mode, w, h, ' '.join(error.split())  # one line, no tabs: it is a TSV field
+
+
+def _probe_all(paths, root, max_pixels):
+    return [(p, probe(os.path.join(root, p), max_pixels)) for p in paths]
+
+
+def read_scan(path, root):
+    """{relpath: (bytes, format, mode, width, height, error)} of a scan report, or {} when there is none. A last
+    line cut short by a kill is cut from the file, so that its image is decoded again."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, 'rb+') as f:
+        data = f.read()
+        end = data.rfind(b'\n') + 1
+        if end < len(data):
+            f.truncate(end)
+    lines = data[:end].decode().splitlines()
+    if not lines or lines[0] != f'# root\t{root}':
+        raise UserError(f'{path} is not a scan report of the image root {root}; '
+                        f'pass another --out, or delete it to scan again')
+    rows = {}
+    for i, line in enumerate(lines, 1):
+        if line.startswith('#'):
+            continue
+        r = line.split('\t')
+        if len(r) != len(SCAN_COLUMNS):
+            raise UserError(f'{path}:{i}: expected {len(SCAN_COLUMNS)} tab-separated fields, got {line[:80]!r}')
+        rows[r[0]] = tuple(r[1:])
+    return rows
+
+
+def scan_inputs(target, root=None, out=None):
+    """(image root, [relpath], output folder) of what `scan` was given.
+
+    An index (its folder, or index.tsv): every file it lists; the report goes beside it.
+    A manifest: its files, under --root or the root in the meta.json beside it; the report goes to the folder
+      that holds index.tsv (the subset folder's parent, as subsets.py lays them out), else beside the manifest.
+    An image root (holding train/): every image subsets.py would index; the report goes to --out, by default
+      `subsets`, where `subsets.py index` puts index.tsv by default."""
+    from subsets import read_index  # a data-prep script; training never needs it
+    if os.path.isfile(os.path.join(target, 'index.tsv')):
+        target = os.path.join(target, 'index.tsv')
+    if os.path.isdir(target):
+        return target, [r[1] for r in scan_imagenet(target)], out or 'subsets'
+    if not os.path.isfile(target):
+        raise UserError(f'not found: {target} (expected an index folder, index.tsv, a manifest or an image root)')
+    with open(target) as f:
+        is_index = f.readline().startswith('# root\t')
+    if is_index:
+        root, rows = read_index(target)
+        return root, [r[1] for r in rows], out or os.path.dirname(os.path.abspath(target))
+    paths = list(dict.fromkeys(p for p, _ in read_manifest(target)))  # a manifest may list a file twice
+    folder = os.path.dirname(os.path.abspath(target))
+    if root is None:
+        meta = os.path.join(folder, 'meta.json')
+        if not os.path.exists(meta):
+            raise UserError(f'no meta.json beside {target} to say where its images are; pass --root')
+        with open(meta) as f:
+            root = json.load(f)['root']
+    up = os.path.dirname(folder)
+    return root, paths, out or (up if os.path.exists(os.path.join(up, 'index.tsv')) else folder)
+
+
+def scan(root, paths, out, workers=None, max_pixels=Image.MAX_IMAGE_PIXELS, chunk=32):
+    """Decode every file of `paths` (relative to `root`) that OUT/scan.tsv does not hold yet, in `workers`
+    processes, appending a line per file to the report as it comes; then write OUT/exclude.txt, every file of
+    the whole report with an error. Returns the report ({relpath: row}). Stopped (Ctrl-C, kill), it resumes:
+    the lines written stay, and the next run decodes only the rest."""
+    root, workers = os.path.abspath(root), workers or os.cpu_count()
+    index = os.path.join(out, 'index.tsv')
+    if os.path.exists(index):
+        with open(index) as f:
+            index_root = f.readline().rstrip('\n').partition('\t')[2]
+        if index_root != root:
+            raise UserError(f'{index} is an index of {index_root}, not of {root}; pass another --out')
+    os.makedirs(out, exist_ok=True)
+    report = os.path.join(out, 'scan.tsv')
+    done = read_scan(report, root)
+    todo = [p for p in paths if p not in done]
+    print(f'{len(paths)} files: {len(paths) - len(todo)} already in {report}, {len(todo)} to decode ({workers} workers)')
+    t0, stopped = time.time(), False
+    with open(report, 'a') as f:
+        if f.tell() == 0:
+            f.write(f'# root\t{root}\n# ' + '\t'.join(SCAN_COLUMNS) + '\n')
+        # fork: workers start at once, without importing torch and DALI again (a spawned worker takes seconds)
+        pool = multiprocessing.get_context('fork').Pool(workers, initializer=_scan_worker_init)
+        try:
+            jobs = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+            work = pool.imap_unordered(functools.partial(_probe_all, root=root, max_pixels=max_pixels), jobs)
+            with tqdm(total=len(paths), initial=len(paths) - len(todo), unit='img', desc='scan', smoothing=0.05) as bar:
+                for rows in work:
+                    f.write(''.join('\t'.join(map(str, (p, *r))) + '\n' for p, r in rows))
+                    f.flush()
+                    done.update((p, tuple(map(str, r))) for p, r in rows)
+                    bar.update(len(rows))
+        except KeyboardInterrupt:
+            stopped = True
+        finally:
+            pool.terminate()
+            pool.join()
+    excluded = sorted((p, r[-1]) for p, r in done.items() if r[-1])
+    n_done = sum(p in done for p in paths)
+    write_atomic(os.path.join(out, 'exclude.txt'),
+                 '# Files DALI cannot decode, or over the pixel limit: written by `python data_dali.py scan` from '
+                 'scan.tsv.\n# subsets.py leaves them out of every subset of the index beside this file.\n'
+                 f'# root\t{root}\n'
+                 + (f'# stopped: {n_done} of the {len(paths)} files asked for were decoded; the same command finishes\n'
+                    if stopped else '')
+                 + ''.join(f'{p}\t{e}\n' for p, e in excluded))
+    if stopped:
+        print(f'scan stopped after {n_done} of {len(paths)} files; the same command goes on from there', file=sys.stderr)
+        raise KeyboardInterrupt
+    seconds = time.time() - t0
+    rows = [done[p] for p in paths]
+    formats, modes = (', '.join(f'{k or "?"} {n}' for k, n in Counter(r[i] for r in rows).most_common()) for i in (1, 2))
+    print(f'decoded {len(todo)} files in {seconds:.1f} s ({len(todo) / max(seconds, 1e-9):.0f} files/s); '
+          f'formats: {formats}; modes: {modes}')
+    print(f'{len(excluded)} files excluded -> {os.path.join(out, "exclude.txt")} (report: {report})')
+    for p, e in excluded[:20]:
+        print(f'  {p}\t{e}')
+    if len(excluded) > 20:
+        print(f'  ... and {len(excluded) - 20} more')
+    return done
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description='Tools around the DALI pipelines.')
+    sub = p.add_subparsers(dest='cmd', required=True)
+    s = sub.add_parser('scan', help='decode every image once; write scan.tsv and exclude.txt (subsets.py reads it)')
+    s.add_argument('target', metavar='ROOT_OR_MANIFEST',
+                   help='an index folder or index.tsv, a manifest (train.txt, val.txt), or an image root with train/')
+    s.add_argument('--out', default=None, help='folder for scan.tsv and exclude.txt (default: beside the index; '
+                                               'for an image root: subsets, where subsets.py index writes)')
+    s.add_argument('--root', default=None, help="a manifest's image root (default: the root in the meta.json beside it)")
+    s.add_argument('--workers', type=int, default=os.cpu_count(), help='decoding processes')
+    s.add_argument('--max-pixels', type=int, default=Image.MAX_IMAGE_PIXELS,
+                   help="an image with more pixels is excluded (default: Pillow's decompression-bomb limit)")
+    return p
+
+
+def main(args):
+    if args.cmd == 'scan':
+        if args.workers < 1:
+            raise UserError(f'--workers must be >= 1, got {args.workers}')
+        root, paths, out = scan_inputs(args.target, args.root, args.out)
+        if not os.path.isdir(root):
+            raise UserError(f'image root not found: {root}')
+        try:
+            scan(root, paths, out, args.workers, args.max_pixels)
+        except KeyboardInterrupt:
+            sys.exit(130)  # scan() said how far it got and that the same command goes on
+        if not os.path.exists(os.path.join(out, 'index.tsv')):
+            print(f'note: no index.tsv in {out}; subsets.py reads the exclude list beside the index it is given')
+
+
+if __name__ == '__main__':
+    run_main(main, get_args_parser().parse_args())

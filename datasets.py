@@ -5,6 +5,7 @@
     rows = scan_imagenet('/data/imagenet')   # [(split, relative path, wnid)], sorted
 """
 import os
+import sys
 
 from engine import UserError
 
@@ -24,9 +25,11 @@ def ilsvrc_classes():
     return {r[0]: r[1] for r in read_tsv(os.path.join(HERE, 'meta', 'ilsvrc2012_classes.tsv'))}
 
 
-def _images_in(folder):
+def _images_in(folder, odd):
     """Image files of one folder, sorted. Hidden files are ignored; anything else that is not an image is an error,
-    because a stray file in a class folder usually means the wrong folder was given."""
+    because a stray file in a class folder usually means the wrong folder was given. Files whose first bytes are
+    not a JPEG's or a PNG's (empty, text, GIF) are listed but appended to `odd`: the data scan
+    (`python data_dali.py scan`) decides which of them DALI cannot decode, and subsets.py leaves those out."""
     names = []
     for name in sorted(os.listdir(folder)):
         if name.startswith('.'):
@@ -34,23 +37,21 @@ def _images_in(folder):
         path = os.path.join(folder, name)
         if not name.lower().endswith(IMAGE_EXTS):
             raise UserError(f'not an image file: {path} (expected {"/".join(IMAGE_EXTS)})')
-        # Reading the first bytes is cheap beside decoding, and a text or empty file caught here would
-        # otherwise stop a DALI pipeline hours into training.
         with open(path, 'rb') as f:
             head = f.read(4)
         if not head.startswith(MAGIC):
-            raise UserError(f'not a JPEG or PNG image: {path}' + (' (empty file)' if not head else ''))
+            odd.append(path + (' (empty file)' if not head else ''))
         names.append(name)
     return names
 
 
-def _class_folders(split_dir):
+def _class_folders(split_dir, odd):
     rows = []
     for wnid in sorted(os.listdir(split_dir)):
         d = os.path.join(split_dir, wnid)
         if wnid.startswith('.') or not os.path.isdir(d):
             continue
-        names = _images_in(d)
+        names = _images_in(d, odd)
         if not names:
             raise UserError(f'empty class folder: {d}')
         rows += [(f'{os.path.basename(split_dir)}/{wnid}/{n}', wnid) for n in names]
@@ -67,20 +68,26 @@ def scan_imagenet(root):
         raise UserError(f'image root not found: {root}')
     if not os.path.isdir(train):
         raise UserError(f'no train/ folder in {root} (expected {root}/train/<wnid>/*.JPEG)')
-    rows = [('train', p, w) for p, w in _class_folders(train)]
+    odd = []
+    rows = [('train', p, w) for p, w in _class_folders(train, odd)]
     if not rows:
         raise UserError(f'no class folders in {train}')
     val = os.path.join(root, 'val')
     if os.path.isdir(val):
         entries = [e for e in os.listdir(val) if not e.startswith('.')]
         if any(os.path.isdir(os.path.join(val, e)) for e in entries):
-            rows += [('val', p, w) for p, w in _class_folders(val)]
+            rows += [('val', p, w) for p, w in _class_folders(val, odd)]
         else:
             labels = dict(read_tsv(os.path.join(HERE, 'meta', 'ilsvrc2012_val_labels.tsv')))
-            for name in _images_in(val):
+            for name in _images_in(val, odd):
                 if name not in labels:
                     raise UserError(f'{os.path.join(val, name)} is not an ILSVRC-2012 val file; a flat val/ must hold the official files')
                 rows.append(('val', f'val/{name}', labels[name]))
+    if odd:
+        # A warning, not an error: one empty file must not stop the index of 1.28M, and a BMP named .jpg decodes.
+        print(f'warning: {len(odd)} files do not begin as a JPEG or PNG does, e.g. {odd[0]}; '
+              f'`python data_dali.py scan` finds those DALI cannot decode, and subsets.py then leaves them out',
+              file=sys.stderr)
     return rows
 
 

@@ -73,6 +73,41 @@ def read_index(path):
     return first[1], [tuple(r) for r in read_tsv(path)]
 
 
+def read_exclude(index, root):
+    """(path, {relpath: reason}) of the exclude list beside the index that `python data_dali.py scan` writes: the
+    files DALI cannot decode. The dict is None when there is none."""
+    path = os.path.join(os.path.dirname(os.path.abspath(index)), 'exclude.txt')
+    if not os.path.exists(path):
+        return path, None
+    with open(path) as f:
+        head = [line.rstrip('\n') for line in f if line.startswith('#')]
+    if f'# root\t{root}' not in head:
+        raise UserError(f'{path} is not an exclude list of the image root {root} of {index}; scan it again: '
+                        f'python data_dali.py scan {os.path.dirname(path)}')
+    if any(line.startswith('# stopped') for line in head):
+        print(f'warning: {path}: the data scan was stopped before its end, so files it did not reach may be broken; '
+              f'the same scan command finishes it', file=sys.stderr)
+    return path, {r[0]: r[-1] for r in read_tsv(path)}
+
+
+def load_index(index):
+    """(root, group() of the index, {wnid: files left out} or None) for every `make`: the index less the files the
+    data scan excluded. DALI stops the whole pipeline on a file it cannot decode, and cannot skip one (issue 8);
+    leaving them out here, once and before any draw, keeps them out of every subset and every draw."""
+    root, rows = read_index(index)
+    path, excluded = read_exclude(index, root)
+    if excluded is None:
+        print(f'note: no data scan beside the index ({path} is missing), so a file DALI cannot decode would stop '
+              f'training; to find such files: python data_dali.py scan {os.path.dirname(os.path.abspath(index))}')
+        return root, group(rows), None
+    left_out = defaultdict(int)
+    for _, relpath, wnid in rows:
+        if relpath in excluded:
+            left_out[wnid] += 1
+    print(f'left out {sum(left_out.values())} files of the index that the data scan excluded ({path})')
+    return root, group([r for r in rows if r[1] not in excluded]), dict(left_out)
+
+
 def group(rows):
     """{'train': {wnid: [relpath, ...]}, 'val': {...}} with each list in index (sorted) order. Every `make`
     works on this; a draw of N images per class is the same dict with shorter train lists."""
@@ -484,8 +519,9 @@ def warn(msg, notes):
     notes.append(msg)
 
 
-def make(kind, args, root, g, out=None, orders=None):
-    """Write one subset of the grouped index `g`; returns (folder, meta)."""
+def make(kind, args, root, g, out=None, orders=None, left_out=None):
+    """Write one subset of the grouped index `g`; returns (folder, meta). left_out: {wnid: files the data scan
+    excluded} (load_index), counted in meta.json for this subset's classes."""
     index_leaves = sorted(set(g['train']))
     leaf_to_class, params, extra, name = define(kind, args, index_leaves)
     notes = []
@@ -523,6 +559,8 @@ def make(kind, args, root, g, out=None, orders=None):
         name = f'images-{args.per_class}' if kind == 'full' else f'{name}x{args.per_class}'
     if seed:
         name += f'-seed{seed}'
+    if left_out is not None:
+        extra['excluded'] = sum(left_out.get(w, 0) for w in leaf_to_class)  # files of its classes, left out
     extra['warnings'] = notes
     out = out or os.path.join(os.path.dirname(os.path.abspath(args.index)), name)
     meta = write_subset(out, root, g, leaf_to_class, kind, params, seed, extra=extra)
@@ -530,7 +568,8 @@ def make(kind, args, root, g, out=None, orders=None):
 
 
 def summary(out, meta):
-    return f'{out}: {meta["classes"]} classes, {meta["train_images"]} train / {meta["val_images"]} val images'
+    text = f'{out}: {meta["classes"]} classes, {meta["train_images"]} train / {meta["val_images"]} val images'
+    return text + (f' ({meta["excluded"]} files left out: exclude.txt)' if meta.get('excluded') else '')
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -559,8 +598,7 @@ def paper_plan():
 
 def write_paper(args):
     t0 = time.time()
-    root, rows = read_index(args.index)
-    g = group(rows)
+    root, g, left_out = load_index(args.index)
     missing = sorted(set(ilsvrc_leaves()) - set(g['train']))
     if missing:
         # Most of them could be made, but a draw of 500 classes from fewer, or a split missing half its side,
@@ -569,12 +607,12 @@ def write_paper(args):
                         f'(e.g. {missing[0]}); use `subsets.py make` for single subsets of this index')
     # Shuffle every class once: all draws of one seed share it (and are nested).
     orders = {w: shuffled(paths, args.seed, w) for w, paths in g['train'].items()}
-    print(f'read {len(rows)} index rows in {time.time() - t0:.1f}s')
+    print(f'read {sum(len(p) for d in g.values() for p in d.values())} index rows in {time.time() - t0:.1f}s')
     written = []
     for folder, kind, opts, why in paper_plan():
         t = time.time()
         a = argparse.Namespace(**{'index': args.index, 'seed': args.seed, 'if_short': 'all', 'per_class': None, **opts})
-        out, meta = make(kind, a, root, g, out=os.path.join(args.out, folder), orders=orders)
+        out, meta = make(kind, a, root, g, out=os.path.join(args.out, folder), orders=orders, left_out=left_out)
         written.append((folder, meta, why))
         print(f'{summary(out, meta)} ({time.time() - t:.1f}s)  {why}')
     print(f'wrote {len(written)} subsets to {args.out} in {time.time() - t0:.1f}s')
@@ -644,8 +682,8 @@ def main(args):
         n_classes = len({r[2] for r in rows})
         print(f'indexed {n_train} train + {len(rows) - n_train} val images of {n_classes} classes -> {path}')
     elif args.cmd == 'make':
-        root, rows = read_index(args.index)
-        out, meta = make(args.kind, args, root, group(rows), out=args.out)
+        root, g, left_out = load_index(args.index)
+        out, meta = make(args.kind, args, root, g, out=args.out, left_out=left_out)
         print(summary(out, meta))
     elif args.cmd == 'taxonomies':
         print_taxonomies()

@@ -115,7 +115,7 @@ def bad_inputs(toy, tmp_path):
     (empty / 'train' / 'n01440764').mkdir(parents=True)
     notimg = tmp_path / 'not_image'
     (notimg / 'train' / 'n01440764').mkdir(parents=True)
-    (notimg / 'train' / 'n01440764' / 'a.JPEG').write_text('not a JPEG')
+    (notimg / 'train' / 'n01440764' / 'a.txt').write_text('not an image')  # a broken .JPEG is the data scan's
     out = str(tmp_path / 'run')
     return [
         (['train.py', '--subset', str(tmp_path / 'nope'), '--out', out], 'nope/train.txt not found'),
@@ -125,7 +125,7 @@ def bad_inputs(toy, tmp_path):
         (['train.py', '--subset', toy['subset'], '--out', out, '--batch-size', '0'], '--batch-size must be >= 1'),
         (['train.py', '--subset', toy['subset'], '--out', out, '--arch', 'alexnet', '--norm', 'gn'], 'applies to ResNets only'),
         (['subsets.py', 'index', '--imagenet', str(empty), '--out', str(tmp_path / 'i1')], 'empty class folder'),
-        (['subsets.py', 'index', '--imagenet', str(notimg), '--out', str(tmp_path / 'i2')], 'not a JPEG or PNG image'),
+        (['subsets.py', 'index', '--imagenet', str(notimg), '--out', str(tmp_path / 'i2')], 'not an image file'),
         (['subsets.py', 'make', 'full', '--index', str(tmp_path / 'none.tsv')], 'index not found'),
     ]
 
