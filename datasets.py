@@ -91,13 +91,62 @@ def scan_imagenet(root):
     return rows
 
 
+def safe_relpath(rel, where):
+    """`rel` if it stays inside its data root; a UserError naming `where` (file:line) otherwise. A manifest or
+    partition file may come from someone else: '..' or an absolute path must not reach outside the root."""
+    if os.path.isabs(rel) or '..' in rel.replace('\\', '/').split('/') or '\0' in rel or not rel:
+        raise UserError(f'{where}: path {rel[:80]!r} would leave the data root (absolute, empty or with "..")')
+    return rel
+
+
 def read_manifest(path):
     """[(relpath, label)] of a manifest (`relative/path label` per line)."""
     rows = []
     with open(path) as f:
         for i, line in enumerate(f, 1):
-            parts = line.rsplit(' ', 1)
-            if len(parts) != 2 or not parts[1].strip().isdigit():
+            parts = line.rstrip('\n').rsplit(' ', 1)
+            if len(parts) != 2 or not parts[1].isdigit():
                 raise UserError(f'{path}:{i}: expected "relative/path label", got {line.strip()[:80]!r}')
-            rows.append((parts[0], int(parts[1])))
+            rows.append((safe_relpath(parts[0], f'{path}:{i}'), int(parts[1])))
     return rows
+
+
+def write_manifest(path, rows):
+    with open(path, 'w') as f:
+        f.write(''.join(f'{p} {label}\n' for p, label in rows))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SUN397 (Xiao et al. 2010): ROOT/<letter>/<category>/*.jpg, ClassName.txt, Partitions/{Training,Testing}_NN.txt
+
+
+def read_sun397(root, split):
+    """(categories, train rows, test rows) of one of SUN397's 10 official splits. Rows are (relpath, label),
+    with labels in ClassName.txt order. Every listed file must exist: a partition naming a missing file or
+    category is an error that names the partition file and line."""
+    names = os.path.join(root, 'ClassName.txt')
+    if not os.path.isfile(names):
+        raise UserError(f'{names} not found (expected the SUN397 release: ROOT/ClassName.txt, ROOT/Partitions/, ROOT/a/abbey/...)')
+    cats = [line.strip() for line in open(names) if line.strip()]
+    label = {c: i for i, c in enumerate(cats)}
+    out = []
+    for kind in ('Training', 'Testing'):
+        path = os.path.join(root, 'Partitions', f'{kind}_{split:02d}.txt')
+        if not os.path.isfile(path):
+            raise UserError(f'split file not found: {path} (SUN397 has splits 1-10)')
+        rows = []
+        for i, line in enumerate(open(path), 1):
+            line = line.strip()
+            if not line:
+                continue
+            rel = safe_relpath(line.lstrip('/'), f'{path}:{i}')  # partitions list paths as /a/abbey/sun_x.jpg
+            cat = '/' + os.path.dirname(rel)
+            if cat not in label:
+                raise UserError(f'{path}:{i}: category {cat} is not in {names}')
+            if not os.path.isfile(os.path.join(root, rel)):
+                raise UserError(f'{path}:{i}: image not found: {os.path.join(root, rel)}')
+            rows.append((rel, label[cat]))
+        if not rows:
+            raise UserError(f'{path} lists no images')
+        out.append(rows)
+    return cats, out[0], out[1]

@@ -9,6 +9,9 @@ import sys
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
+
+from eval.metrics import mean_class_accuracy, per_class_counts, topk_hits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -82,18 +85,67 @@ def lr_at(step, base_lr, total, schedule='step', milestones=(), gamma=0.1, warmu
     raise ValueError(f'unknown schedule {schedule!r}')
 
 
-def sgd(model, lr, momentum, weight_decay, caffe_bias=False):
-    """SGD with momentum. Each param group carries 'lr_mult', which the loop multiplies into the scheduled LR.
+def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, wd_norm=True):
+    """SGD with momentum over the trainable parameters. Each param group carries 'lr_mult', which the loop
+    multiplies into the scheduled LR.
 
-    caffe_bias: Caffe's AlexNet rule (bvlc_alexnet/train_val.prototxt): biases learn at 2x the LR with no
-    weight decay. Otherwise every trainable parameter gets the same LR and decay (torchvision's recipe)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if caffe_bias:
-        groups = [{'params': [p for p in params if p.ndim > 1], 'lr_mult': 1.0, 'weight_decay': weight_decay},
-                  {'params': [p for p in params if p.ndim <= 1], 'lr_mult': 2.0, 'weight_decay': 0.0}]
-    else:
-        groups = [{'params': params, 'lr_mult': 1.0, 'weight_decay': weight_decay}]
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    caffe_bias: Caffe's AlexNet rule (bvlc_alexnet/train_val.prototxt): biases learn at 2x with no decay.
+    head_lr_mult: the new last layer learns faster when fine-tuning (Caffe's fine-tuning example,
+      finetune_flickr_style: lr_mult 10 on the new fc8).
+    wd_norm: weight decay on normalisation parameters (BN/GN scale and shift); Kornblith et al. 2019 find that
+      taking it off helps ImageNet accuracy but hurts transfer."""
+    head = {id(p) for p in model.head.parameters()}
+    norm = {id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) for p in m.parameters()}
+    groups = {}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        bias = caffe_bias and p.ndim == 1
+        mult = (2.0 if bias else 1.0) * (head_lr_mult if id(p) in head else 1.0)
+        wd = 0.0 if bias or (id(p) in norm and not wd_norm) else weight_decay
+        groups.setdefault((mult, wd), []).append(p)
+    return torch.optim.SGD([{'params': ps, 'lr_mult': m, 'weight_decay': wd} for (m, wd), ps in groups.items()],
+                           lr=lr, momentum=momentum)
+
+
+def read_weights(path):
+    """(state_dict, args or None) of a wmig checkpoint (its 'model' and 'args') or of a plain torchvision-format
+    state_dict file, loaded safely (weights_only). Any failure is a one-line UserError naming the file."""
+    if not os.path.isfile(path):
+        raise UserError(f'weights file not found: {path}')
+    try:
+        sd = load_checkpoint(path)
+    except Exception as e:  # not a torch file, truncated, or holding pickled objects weights_only refuses
+        raise UserError(f'{path} is not a loadable weights file ({type(e).__name__}: {str(e).splitlines()[0][:120]})') from None
+    src_args = None
+    if isinstance(sd, dict) and 'model' in sd and 'args' in sd:
+        src_args, sd = sd['args'], sd['model']
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UserError(f'{path} holds no state_dict')
+    # DDP and torch.compile prefixes, should a file from elsewhere carry them
+    return {k.removeprefix('module.').removeprefix('_orig_mod.'): v for k, v in sd.items()}, src_args
+
+
+def load_init(model, path):
+    """Load pre-trained weights into `model`, all but its last layer, which stays newly initialised.
+
+    `path` is a wmig checkpoint or a torchvision-format state_dict file. Loading is strict=False, and then
+    the missing keys must be exactly the head's: anything else means the weights were made for another
+    architecture. Returns the checkpoint's args (None for a plain state_dict)."""
+    sd, src_args = read_weights(path)
+    head = model.head_name + '.'
+    own = model.state_dict()
+    for k, v in sd.items():
+        if not k.startswith(head) and k in own and own[k].shape != v.shape:
+            raise UserError(f'{path}: {k} has shape {tuple(v.shape)}, this network {tuple(own[k].shape)} '
+                            f'(weights of another --arch or --width?)')
+    missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if not k.startswith(head)}, strict=False)
+    head_keys = sorted(k for k in own if k.startswith(head))
+    if sorted(missing) != head_keys or unexpected:
+        extra = sorted(set(missing) - set(head_keys)) or unexpected
+        raise UserError(f'{path} does not fit this network: {"missing" if sorted(missing) != head_keys else "unexpected"} '
+                        f'key {extra[0]} (weights of another --arch?)')
+    return src_args
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -219,19 +271,38 @@ class RunLog:
 # Evaluation
 
 
-@torch.no_grad()
+def outputs(fn, loader, device, amp_dtype):
+    """(fn(images), labels) for every batch of a loader, in eval mode and without gradients."""
+    with torch.no_grad():
+        for images, labels in loader:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+                out = fn(images)
+            yield out.float(), labels
+
+
 def evaluate(model, loader, device, amp_dtype, world):
-    """Top-1 / top-5 over every image of the loader's shards, each counted once (summed across ranks)."""
+    """Top-1, top-5 and mean class accuracy (%) over every image of the loader's shards, each counted once
+    (summed across ranks)."""
     model.eval()
-    stats = torch.zeros(3, dtype=torch.float64, device=device)  # correct@1, correct@5, images
-    for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-            logits = model(images)
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hit = top5 == labels[:, None]
-        stats += torch.stack([hit[:, 0].sum(), hit.any(1).sum(), torch.tensor(len(labels), device=device)]).double()
+    n = model.head.out_features
+    stats = torch.zeros(2 + 2 * n, dtype=torch.float64, device=device)  # hits@1, hits@5, correct/class, images/class
+    for logits, labels in outputs(model, loader, device, amp_dtype):
+        correct, total = per_class_counts(logits.argmax(1), labels, n)
+        stats += torch.cat([torch.stack(topk_hits(logits, labels)).double(), correct, total])
     all_reduce_sum(stats, world)
     model.train()
-    c1, c5, n = stats.tolist()
-    return {'top1': 100 * c1 / n, 'top5': 100 * c5 / n, 'n': int(n)}
+    correct, total = stats[2:2 + n], stats[2 + n:]
+    images = int(total.sum().item())
+    return {'top1': 100 * stats[0].item() / images, 'top5': 100 * stats[1].item() / images,
+            'mean_class_acc': mean_class_accuracy(correct, total), 'n': images}
+
+
+def extract(fn, loader, device, amp_dtype):
+    """(outputs, labels) of fn over the whole loader, concatenated on the CPU: features for kNN and linear
+    probes, logits for analyses. The val pipeline (resize + centre crop) serves as the extractor."""
+    outs, labs = [], []
+    for out, labels in outputs(fn, loader, device, amp_dtype):
+        outs.append(out.cpu())
+        labs.append(labels.cpu())
+    return torch.cat(outs), torch.cat(labs)

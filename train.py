@@ -37,6 +37,9 @@ def get_args_parser():
     p.add_argument('--norm', default='bn', choices=NORMS, help='ResNet normalisation (gn: He et al. 2019; bn-noscale: Kornblith et al. 2019)')
     p.add_argument('--dropout', type=float, default=0.5, help='AlexNet fc6/fc7 dropout (Krizhevsky et al. 2012)')
     p.add_argument('--width', type=float, default=1.0, help='AlexNet width multiplier; 1.0 is the paper\'s net, 0.25 trains the toy data on a CPU')
+    p.add_argument('--init', default=None, help='start from these weights (a wmig checkpoint or a torchvision state_dict); the last layer is new')
+    p.add_argument('--train-layers', default='all', choices=('all', 'head'), help='head: train only the last layer, the rest frozen (paper Fig. 2, 9)')
+    p.add_argument('--head-lr-mult', type=float, default=1.0, help='LR multiplier of the last layer (fine-tuning: 10, Caffe\'s example)')
     # data
     p.add_argument('--style', default='caffe', choices=STYLES, help='caffe: resize 256 + random crop; inception: random-resized crop')
     p.add_argument('--crop', type=int, default=None, help='training crop (default: 227 for alexnet, 224 otherwise)')
@@ -47,6 +50,10 @@ def get_args_parser():
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--momentum', type=float, default=0.9)
     p.add_argument('--wd', type=float, default=5e-4, help='weight decay')
+    # regularisers that Kornblith et al. 2019 found to hurt transfer (with --dropout 0 and --norm bn-noscale)
+    p.add_argument('--label-smoothing', type=float, default=0.0, help='Szegedy et al. 2016; hurts transfer (Kornblith et al. 2019)')
+    p.add_argument('--wd-norm', action=argparse.BooleanOptionalAction, default=True,
+                   help='weight decay on BN/GN parameters; off helps ImageNet, hurts transfer (Kornblith et al. 2019)')
     p.add_argument('--iters', type=int, default=450000, help='training length in iterations (ignored with --epochs)')
     p.add_argument('--epochs', type=int, default=None, help='training length in epochs; --lr-steps and --warmup then count epochs')
     p.add_argument('--schedule', default='step', choices=('step', 'cosine', 'constant'))
@@ -152,7 +159,13 @@ def main(args):
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     raw_model = model  # saved and evaluated: no DDP `module.` or compile `_orig_mod.` prefixes
-    optimizer = engine.sgd(model, args.lr, args.momentum, args.wd, caffe_bias=args.arch == 'alexnet')
+    if args.init and ckpt is None:
+        engine.load_init(raw_model, args.init)
+    if args.train_layers == 'head':
+        for name, p in raw_model.named_parameters():
+            p.requires_grad_(name.startswith(raw_model.head_name + '.'))
+    optimizer = engine.sgd(model, args.lr, args.momentum, args.wd, caffe_bias=args.arch == 'alexnet',
+                           head_lr_mult=args.head_lr_mult, wd_norm=args.wd_norm)
     amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(args.amp, args.amp)
     amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -163,6 +176,8 @@ def main(args):
         scaler.load_state_dict(ckpt['scaler'])
         step, epoch = ckpt['step'], ckpt['epoch']
         engine.set_rng_state(ckpt['rng'][rank])
+    if args.train_layers == 'head':  # kept to check at the end that the frozen layers did not move
+        frozen = {k: v.detach().clone() for k, v in raw_model.state_dict().items() if not k.startswith(raw_model.head_name + '.')}
     if args.compile:
         model = torch.compile(model)
     if world > 1:
@@ -199,8 +214,12 @@ def main(args):
                   f'Try a lower --lr, a warm-up, or --amp bf16/fp32.', file=sys.stderr)
             sys.exit(1)
 
+    def train_mode():
+        # A frozen backbone runs as at test time (no dropout, BN statistics fixed): only the head learns.
+        model.train(args.train_layers == 'all')
+
     # ---- the loop
-    model.train()
+    train_mode()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     loss_sum = torch.zeros((), device=device)
     n_window, t_wait, t_window = 0, 0.0, time.perf_counter()
@@ -219,7 +238,7 @@ def main(args):
             for g in optimizer.param_groups:
                 g['lr'] = lr * g['lr_mult']
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-                loss = F.cross_entropy(model(images), labels)
+                loss = F.cross_entropy(model(images), labels, label_smoothing=args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -245,7 +264,9 @@ def main(args):
                 metrics = engine.evaluate(raw_model, val_loader, device, amp_dtype, world)
                 if is_main:
                     log.log(step, **{f'val/{k}': v for k, v in metrics.items()})
-                    bar.write(f'iteration {step}: val top-1 {metrics["top1"]:.2f}%  top-5 {metrics["top5"]:.2f}%  ({metrics["n"]} images)')
+                    bar.write(f'iteration {step}: val top-1 {metrics["top1"]:.2f}%  top-5 {metrics["top5"]:.2f}%  '
+                              f'mean class {metrics["mean_class_acc"]:.2f}%  ({metrics["n"]} images)')
+                train_mode()
                 t_window = time.perf_counter()  # evaluation is not training time
             if step % args.save_every == 0 or step == total:
                 stop_if_nonfinite()  # never overwrite a good checkpoint with a diverged one
@@ -256,6 +277,9 @@ def main(args):
         else:
             epoch += 1
     bar.close()
+    if args.train_layers == 'head':  # the frozen layers really did not move
+        changed = [k for k, v in raw_model.state_dict().items() if k in frozen and not torch.equal(v, frozen[k].to(v.device))]
+        assert not changed, f'frozen weights changed: {changed[:3]}'
 
     if is_main:
         result = {'step': step, 'epoch': epoch, **{f'val_{k}': v for k, v in metrics.items()}}

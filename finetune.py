@@ -1,0 +1,443 @@
+"""Transfer and analysis of a pre-trained network: one script, a task argument.
+
+    python finetune.py sun397 --sun-root data/toy/SUN397 --init runs/toy-demo/checkpoint.pth --iters 300 --lr 0.01 --lr-steps 200
+    python finetune.py sun397 --sun-root /data/SUN397 --split 1 --init runs/full-alexnet/checkpoint.pth    # paper: SUN-CLS
+    python finetune.py sun397 --sun-root /data/SUN397 --init runs/full-alexnet/checkpoint.pth --mode linear  # Kornblith: fixed features
+    python finetune.py folder --data /data/cub --init resnet50-torchvision.pth --arch resnet50            # your own data set
+    python finetune.py manifest --subset subsets/imagenet/full --init runs/bottom-up-79-alexnet/checkpoint.pth --mode last
+    python finetune.py knn --subset subsets/imagenet/split-minimal-B --init runs/split-minimal-A-alexnet/checkpoint.pth
+    python finetune.py coarse-fine --subset subsets/imagenet/full --init runs/full-alexnet/checkpoint.pth
+
+Tasks:
+    sun397       SUN397 scenes, official split --split (1-10); part of the training list is held out for validation
+    folder       any ROOT/<class>/*.jpg data set (or ROOT/train/<class>, ROOT/test/<class>)
+    manifest     a subsets.py folder; its val.txt is the test set (ImageNet last-layer: paper Fig. 2, 9)
+    knn          nearest-neighbour "induction" accuracy on a subset's classes (paper §5.3, Fig. 4)
+    coarse-fine  coarse against fine accuracy over the 127 top-down classes (paper §5.4, Fig. 6)
+Modes of the three classification tasks:
+    finetune     replace the last layer, train every layer (the paper's recipe: SGD 50K iterations, lr 0.001
+                 x0.1 every 20K; the new layer at 10x, as in Caffe's fine-tuning example)
+    last         train only the new last layer on frozen features
+    linear       L2-regularised logistic regression on frozen penultimate features, strength chosen on
+                 validation (Kornblith et al. 2019)
+--init is a wmig checkpoint, a torchvision-format state_dict (give --arch), or `scratch` (random
+initialisation, the baseline of He et al. 2019). Any train.py flag (--lr, --iters, --batch-size, --amp,
+--label-smoothing, ...) is passed on to the training of `finetune` and `last`.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import engine
+import train
+from data_dali import classification_loader
+from datasets import IMAGE_EXTS, read_manifest, read_sun397, read_tsv, write_manifest
+from engine import UserError
+from eval.metrics import knn, mean_class_accuracy, per_class_counts, topk_hits
+from models import ARCHS, INPUT_SIZE, AlexNet, ResNet, get_model
+
+TASKS = ('sun397', 'folder', 'manifest', 'knn', 'coarse-fine')
+MODES = ('finetune', 'last', 'linear')
+# Paper §3 (SUN-CLS): fc8 replaced by a random 397-way layer, all layers fine-tuned, SGD 50K iterations at
+# lr 0.001, x0.1 every 20K. The new layer learns at 10x and the batch is 50 as in Caffe's fine-tuning
+# example (models/finetune_flickr_style/solver.prototxt), which has the same lr and step.
+RECIPE = ['--iters', '50000', '--lr', '0.001', '--lr-steps', '20000', '40000', '--head-lr-mult', '10',
+          '--batch-size', '50', '--eval-every', '5000', '--save-every', '1000']
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description='Transfer and analysis of a pre-trained network (train.py flags pass through).',
+                                epilog='Any other flag is a train.py flag for the finetune and last modes.')
+    p.add_argument('task', choices=TASKS)
+    p.add_argument('--init', required=True, help='wmig checkpoint, torchvision-format state_dict, or "scratch"')
+    p.add_argument('--arch', default=None, choices=ARCHS, help='needed with scratch or torchvision weights')
+    p.add_argument('--width', type=float, default=None, help='AlexNet width (default: the checkpoint\'s, else 1.0)')
+    p.add_argument('--mode', default='finetune', choices=MODES)
+    p.add_argument('--out', default=None, help='run directory (default: runs/<init run>/<task>-<mode>)')
+    p.add_argument('--crop', type=int, default=None, help='default: the checkpoint\'s, else the network\'s input size')
+    p.add_argument('--resize', type=int, default=None, help='default: the checkpoint\'s, else 256')
+    p.add_argument('--seed', type=int, default=0, help='seed of the validation hold-out and of training')
+    p.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))), help='DALI threads')
+    p.add_argument('--eval-batch-size', type=int, default=100, help='batch of feature extraction and evaluation')
+    data = p.add_argument_group('data')
+    data.add_argument('--sun-root', default=None, help='sun397: the SUN397 folder (ClassName.txt, Partitions/, a/abbey/...)')
+    data.add_argument('--split', type=int, default=1, help='sun397: official split 1-10')
+    data.add_argument('--data', default=None, help='folder: ROOT/<class>/*.jpg, or ROOT/train/<class> + ROOT/test/<class>')
+    data.add_argument('--subset', default=None, help='manifest, knn, coarse-fine: a subsets.py folder')
+    data.add_argument('--val-fraction', type=float, default=0.1, help='share of each class\'s training images held out for validation')
+    data.add_argument('--test-fraction', type=float, default=0.2, help='folder without test/: share of each class kept for testing')
+    probe = p.add_argument_group('linear probe')
+    probe.add_argument('--lambdas', type=float, nargs='+', default=[10.0 ** k for k in range(-6, 1)],
+                       help='L2 strengths tried; the best on validation is refit on train + val')
+    nn_ = p.add_argument_group('knn')
+    nn_.add_argument('--feature', default='fc7', choices=('fc7', 'fc8'),
+                     help='penultimate features or logits (the paper\'s text and Fig. 4 disagree)')
+    nn_.add_argument('--metric', default='l2', choices=('l2', 'cosine'), help='the paper does not say; l2 is its plain reading')
+    cf = p.add_argument_group('coarse-fine')
+    cf.add_argument('--min-subclasses', type=int, default=5, help='coarse classes with at least this many fine classes (paper: 5)')
+    cf.add_argument('--top', type=int, default=10, help='coarse classes shown at each end of the figure')
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data: every classification task becomes a folder of manifests (train, val, test), like a subsets.py folder
+
+
+def hold_out(rows, fraction, seed):
+    """(kept, held out): `fraction` of each class's rows, drawn with `seed`, at least one when fraction > 0."""
+    by_class = {}
+    for r in rows:
+        by_class.setdefault(r[1], []).append(r)
+    kept, out = [], []
+    for label in sorted(by_class):
+        rs = sorted(by_class[label])
+        random.Random(f'holdout:{seed}:{label}').shuffle(rs)
+        n = max(1, round(fraction * len(rs))) if fraction > 0 else 0
+        if n >= len(rs):
+            raise UserError(f'class {label} has {len(rs)} images: too few to hold out {fraction:.0%} of them')
+        out += rs[:n]
+        kept += rs[n:]
+    return sorted(kept), sorted(out)
+
+
+def folder_rows(root, names=None):
+    """([(relpath, label)], class names) of ROOT/<class>/<images>; labels follow `names` or sorted folders."""
+    if not os.path.isdir(root):
+        raise UserError(f'data folder not found: {root}')
+    found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith('.'))
+    names = names or found
+    if not names:
+        raise UserError(f'no class folders in {root} (expected {root}/<class>/*.jpg)')
+    rows = []
+    for label, name in enumerate(names):
+        d = os.path.join(root, name)
+        if not os.path.isdir(d):
+            raise UserError(f'class folder missing: {d}')
+        files = sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXTS) and not f.startswith('.'))
+        if not files:
+            raise UserError(f'empty class folder: {d}')
+        rows += [(f'{os.path.relpath(d, root)}/{f}', label) for f in files]
+    return rows, names
+
+
+def classification_data(args):
+    """(image root, class names, train, val, test rows) of a classification task."""
+    if args.task == 'sun397':
+        if not args.sun_root:
+            raise UserError('sun397 needs --sun-root (the SUN397 folder)')
+        names, train_rows, test = read_sun397(args.sun_root, args.split)
+        train_rows, val = hold_out(train_rows, args.val_fraction, args.seed)
+        return args.sun_root, names, train_rows, val, test
+    if args.task == 'folder':
+        if not args.data:
+            raise UserError('folder needs --data ROOT')
+        if os.path.isdir(os.path.join(args.data, 'train')):
+            train_rows, names = folder_rows(os.path.join(args.data, 'train'))
+            test_dir = next((os.path.join(args.data, d) for d in ('test', 'val') if os.path.isdir(os.path.join(args.data, d))), None)
+            if test_dir is None:
+                raise UserError(f'{args.data}/train exists but neither test/ nor val/ does')
+            test, _ = folder_rows(test_dir, names)
+            train_rows = [(f'train/{p}', lab) for p, lab in train_rows]
+            test = [(f'{os.path.basename(test_dir)}/{p}', lab) for p, lab in test]
+        else:
+            rows, names = folder_rows(args.data)
+            train_rows, test = hold_out(rows, args.test_fraction, f'test{args.seed}')
+        train_rows, val = hold_out(train_rows, args.val_fraction, args.seed)
+        return args.data, names, train_rows, val, test
+    # manifest: a subsets.py folder; its val.txt (ImageNet val) is the test set
+    subset = need_subset(args)
+    with open(os.path.join(subset, 'meta.json')) as f:
+        root = json.load(f)['root']
+    names = [r[1] for r in read_tsv(os.path.join(subset, 'classes.tsv'))[1:]]
+    train_rows, val = hold_out(read_manifest(os.path.join(subset, 'train.txt')), args.val_fraction, args.seed)
+    return root, names, train_rows, val, read_manifest(os.path.join(subset, 'val.txt'))
+
+
+def need_subset(args):
+    if not args.subset:
+        raise UserError(f'{args.task} needs --subset (a folder made by subsets.py)')
+    for name in ('train.txt', 'val.txt', 'classes.tsv', 'meta.json'):
+        if not os.path.isfile(os.path.join(args.subset, name)):
+            raise UserError(f'{os.path.join(args.subset, name)} not found; --subset must be a folder made by subsets.py')
+    return args.subset
+
+
+def write_data(folder, root, names, train_rows, val, test, meta):
+    """The task's manifests as a subsets.py-style folder, which train.py reads like any other."""
+    os.makedirs(folder, exist_ok=True)
+    for name, rows in (('train', train_rows), ('val', val), ('test', test)):
+        write_manifest(os.path.join(folder, f'{name}.txt'), rows)
+    counts = [sum(1 for _, lab in train_rows if lab == i) for i in range(len(names))]
+    with open(os.path.join(folder, 'classes.tsv'), 'w') as f:
+        f.write('label\tname\timages\n' + ''.join(f'{i}\t{n}\t{c}\n' for i, (n, c) in enumerate(zip(names, counts))))
+    with open(os.path.join(folder, 'meta.json'), 'w') as f:
+        json.dump({**meta, 'root': os.path.abspath(root), 'classes': len(names), 'train_images': len(train_rows),
+                   'val_images': len(val), 'test_images': len(test)}, f, indent=1, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The network: from a checkpoint, torchvision weights, or scratch
+
+
+def network(args, num_classes=None):
+    """(model with the checkpoint's head, or a new head of num_classes; the source's train.py args or {}).
+    Fills args.arch / width / crop / resize from the checkpoint where not given."""
+    sd, src = (None, {}) if args.init == 'scratch' else engine.read_weights(args.init)
+    src = src or {}
+    args.arch = args.arch or src.get('arch')
+    if args.arch is None:
+        raise UserError(f'--arch is needed with {"--init scratch" if sd is None else args.init} (a plain state_dict)')
+    if src.get('arch') not in (None, args.arch):
+        raise UserError(f'{args.init} holds a {src["arch"]}, not the --arch {args.arch} asked for')
+    args.width = args.width or src.get('width', 1.0)
+    args.crop = args.crop or src.get('crop') or INPUT_SIZE[args.arch]
+    args.resize = args.resize or src.get('resize') or 256
+    head = (AlexNet if args.arch.startswith('alexnet') else ResNet).head_name
+    n = num_classes or (sd[f'{head}.weight'].shape[0] if sd is not None else None)
+    model = get_model(args.arch, n, src.get('norm', 'bn'), src.get('dropout', 0.5), args.width)
+    if sd is not None:
+        if num_classes is None:  # the whole network, head included: analyses of the pre-trained classifier
+            try:
+                model.load_state_dict(sd)
+            except RuntimeError as e:
+                raise UserError(f'{args.init} does not fit a {args.arch}: {str(e).splitlines()[1].strip()[:150]}') from None
+        else:
+            engine.load_init(model, args.init)
+    return model, src
+
+
+def default_out(args, name):
+    base = 'runs/scratch-' + (args.arch or 'net') if args.init == 'scratch' else os.path.dirname(os.path.abspath(args.init))
+    return os.path.join(base, name)
+
+
+def loader(args, root, manifest):
+    """The validation pipeline (resize, centre crop) over a manifest: the feature extractor of every task."""
+    return classification_loader(root, manifest, args.eval_batch_size, False, args.crop, args.resize,
+                                 num_threads=args.workers, device_id=0 if torch.cuda.is_available() else None)
+
+
+def device_and_amp():
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return device, torch.bfloat16 if device.type == 'cuda' else torch.float32
+
+
+def finish(out, args, result):
+    engine.write_atomic(os.path.join(out, 'transfer.json'), json.dumps({'task': args.task, **result}, indent=1, sort_keys=True) + '\n')
+    print(json.dumps(result, sort_keys=True))
+    print(f'results: {os.path.join(out, "transfer.json")}')
+
+
+# ----------------------------------------------------------------------------------------------------------
+# finetune / last: train.py on the task's manifests, then the test set
+
+
+def run_training(args, rest, data_dir, out):
+    argv = ['--subset', data_dir, '--out', out, '--arch', args.arch, '--width', str(args.width), '--crop', str(args.crop),
+            '--resize', str(args.resize), '--seed', str(args.seed), '--workers', str(args.workers), *RECIPE]
+    if args.init != 'scratch':
+        argv += ['--init', os.path.abspath(args.init)]
+    if args.mode == 'last':
+        argv += ['--train-layers', 'head']
+    targs = train.get_args_parser().parse_args(argv + rest)  # the user's train.py flags come last and win
+    train.main(targs)
+    model = get_model(targs.arch, len(read_tsv(os.path.join(data_dir, 'classes.tsv'))) - 1, targs.norm, targs.dropout, targs.width)
+    model.load_state_dict(engine.load_checkpoint(os.path.join(out, 'checkpoint.pth'))['model'])
+    device, amp = device_and_amp()
+    with open(os.path.join(data_dir, 'meta.json')) as f:
+        root = json.load(f)['root']
+    m = engine.evaluate(model.to(device), loader(args, root, os.path.join(data_dir, 'test.txt')), device, amp, 1)
+    return {'test_top1': m['top1'], 'test_top5': m['top5'], 'test_mean_class_acc': m['mean_class_acc'], 'test_images': m['n']}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# linear: L2-regularised multinomial logistic regression on frozen penultimate features (Kornblith et al. 2019)
+
+
+def fit_logreg(x, y, num_classes, lam, iters=300):
+    """(W, b) minimising mean cross-entropy + lam * |W|^2, by L-BFGS (the problem is convex and small)."""
+    w = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, requires_grad=True)
+    b = torch.zeros(num_classes, dtype=x.dtype, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iters, history_size=20, line_search_fn='strong_wolfe')
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w + b, y) + lam * (w * w).sum()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def classify(x, y, w, b, num_classes):
+    logits = x @ w + b
+    correct, total = per_class_counts(logits.argmax(1), y, num_classes)
+    return {'top1': 100 * topk_hits(logits, y, (1,))[0].item() / len(y), 'mean_class_acc': mean_class_accuracy(correct, total)}
+
+
+def linear_probe(args, model, root, data_dir, num_classes):
+    device, amp = device_and_amp()
+    model = model.to(device).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    feats = {s: engine.extract(model.forward_features, loader(args, root, os.path.join(data_dir, f'{s}.txt')), device, amp)
+             for s in ('train', 'val', 'test')}
+    # The backbone is only read: check it (fixed features must stay fixed).
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), 'the backbone changed during the linear probe'
+    # Standardise with the training statistics: L-BFGS converges in far fewer steps, and the L2 strengths
+    # mean the same for every network.
+    mu, sd = feats['train'][0].mean(0), feats['train'][0].std(0) + 1e-6
+    (xtr, ytr), (xva, yva), (xte, yte) = [((x - mu) / sd, y) for x, y in (feats[s] for s in ('train', 'val', 'test'))]
+    scores = {}
+    for lam in args.lambdas:
+        scores[lam] = classify(xva, yva, *fit_logreg(xtr, ytr, num_classes, lam), num_classes)
+        print(f'lambda {lam:g}: val top-1 {scores[lam]["top1"]:.2f}%, mean class {scores[lam]["mean_class_acc"]:.2f}%')
+    best = max(args.lambdas, key=lambda lam: (scores[lam]['mean_class_acc'], lam))
+    w, b = fit_logreg(torch.cat([xtr, xva]), torch.cat([ytr, yva]), num_classes, best)  # refit on train + val
+    test = classify(xte, yte, w, b, num_classes)
+    return {'lambda': best, 'val': {f'{k:g}': v for k, v in scores.items()}, 'test_top1': test['top1'],
+            'test_mean_class_acc': test['mean_class_acc'], 'test_images': len(yte), 'feature_dim': xtr.shape[1]}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# knn: induction accuracy (paper §5.3) -- database: the subset's train images, queries: its val images
+
+
+def knn_task(args, model, src):
+    subset = need_subset(args)
+    with open(os.path.join(subset, 'meta.json')) as f:
+        root = json.load(f)['root']
+    leaves = {r[0] for r in read_tsv(os.path.join(subset, 'leaf_to_class.tsv'))} if os.path.exists(os.path.join(subset, 'leaf_to_class.tsv')) else set()
+    seen = src.get('subset') and os.path.join(src['subset'], 'leaf_to_class.tsv')
+    if leaves and seen and os.path.exists(seen):
+        overlap = leaves & {r[0] for r in read_tsv(seen)}
+        if overlap:  # the measure is about classes the network never saw; say so when it did see some
+            print(f'warning: the network was trained on {len(overlap)} of the {len(leaves)} classes of {subset}; '
+                  f'for induction accuracy they should be disjoint (this is then the baseline measure)', file=sys.stderr)
+    device, amp = device_and_amp()
+    model = model.to(device).eval()
+    fn = model.forward_features if args.feature == 'fc7' else model
+    db, db_labels = engine.extract(fn, loader(args, root, os.path.join(subset, 'train.txt')), device, amp)
+    q, q_labels = engine.extract(fn, loader(args, root, os.path.join(subset, 'val.txt')), device, amp)
+    try:
+        db = db.to(device)
+    except torch.OutOfMemoryError:  # walk it from host memory, a chunk at a time
+        pass
+    hits = torch.zeros(2)
+    for start in range(0, len(q), 1024):
+        _, idx = knn(q[start:start + 1024].to(device), db, 5, args.metric)
+        hits += torch.stack(topk_hits_from_neighbours(db_labels[idx.cpu()], q_labels[start:start + 1024]))
+    return {'knn_top1': 100 * hits[0].item() / len(q), 'knn_top5': 100 * hits[1].item() / len(q), 'queries': len(q),
+            'database': len(db), 'feature': args.feature, 'metric': args.metric}
+
+
+def topk_hits_from_neighbours(neighbour_labels, labels):
+    """Top-1: the nearest neighbour has the query's label; top-5: one of the 5 nearest has it."""
+    hit = neighbour_labels == labels[:, None]
+    return [hit[:, 0].sum().float(), hit[:, :5].any(1).sum().float()]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# coarse-fine: paper §5.4, Fig. 6
+
+
+def coarse_fine(args, model, src, out):
+    import subsets  # WordNet is needed here only
+    subset = need_subset(args)
+    with open(os.path.join(subset, 'meta.json')) as f:
+        root = json.load(f)['root']
+    wnids = [r[1] for r in read_tsv(os.path.join(subset, 'classes.tsv'))[1:]]
+    if model.head.out_features != len(wnids):
+        raise UserError(f'the network has {model.head.out_features} outputs, {subset} {len(wnids)} classes: '
+                        f'coarse-fine needs the subset it was trained on (fine classes)')
+    device, amp = device_and_amp()
+    logits, labels = engine.extract(model.to(device).eval(), loader(args, root, os.path.join(subset, 'val.txt')), device, amp)
+    pred = logits.argmax(1)
+    coarse_of = subsets.taxonomy('top-down', 127)  # {leaf: coarse class} over the 1000 ILSVRC classes
+    missing = [w for w in wnids if w not in coarse_of]
+    if missing:
+        raise UserError(f'{missing[0]} is not an ILSVRC-2012 leaf class: coarse-fine needs a network trained on leaf classes')
+    group = sorted(set(coarse_of[w] for w in wnids))
+    coarse = torch.tensor([group.index(coarse_of[w]) for w in wnids])  # label -> coarse index
+    correct, total = per_class_counts(pred, labels, len(wnids))
+    rows = []
+    for gi, g in enumerate(group):
+        fine = (coarse == gi).nonzero().flatten()
+        if len(fine) < args.min_subclasses:
+            continue
+        mask = coarse[labels] == gi
+        coarse_acc = 100 * (coarse[pred[mask]] == gi).float().mean().item()
+        fine_acc = mean_class_accuracy(correct[fine], total[fine])
+        rows.append((coarse_acc - fine_acc, coarse_acc, fine_acc, len(fine), g, subsets.class_name(g)))
+    if not rows:
+        raise UserError(f'no coarse class has {args.min_subclasses} or more fine classes in {subset} (--min-subclasses)')
+    rows.sort(reverse=True)
+    with open(os.path.join(out, 'coarse_fine.tsv'), 'w') as f:
+        f.write('wnid\tname\tsubclasses\tcoarse_acc\tmean_fine_acc\tdifference\n')
+        f.write(''.join(f'{g}\t{n}\t{k}\t{c:.2f}\t{fa:.2f}\t{d:.2f}\n' for d, c, fa, k, g, n in rows))
+    plot_coarse_fine(rows, args.top, os.path.join(out, 'coarse_fine.png'))
+    for d, c, fa, k, g, n in rows[:args.top]:
+        print(f'{d:+7.2f}  coarse {c:6.2f}%  fine {fa:6.2f}%  ({k} classes)  {n.split(",")[0]}')
+    return {'coarse_classes': len(rows), 'table': 'coarse_fine.tsv', 'figure': 'coarse_fine.png',
+            'mean_difference': sum(r[0] for r in rows) / len(rows)}
+
+
+def plot_coarse_fine(rows, top, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    shown = rows[:top] + rows[max(top, len(rows) - top):]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(shown) + 1))
+    ax.barh(range(len(shown)), [r[0] for r in shown], color=['tab:blue' if r[0] >= 0 else 'tab:red' for r in shown])
+    ax.set_yticks(range(len(shown)), [r[5].split(',')[0] for r in shown])
+    ax.invert_yaxis()
+    ax.set_xlabel('coarse accuracy - mean fine accuracy (%)')
+    ax.set_title('Coarse vs fine (Huh et al. 2016, Fig. 6)')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def main(args, rest):
+    if rest and not (args.task in ('sun397', 'folder', 'manifest') and args.mode in ('finetune', 'last')):
+        raise UserError(f'unrecognized arguments: {" ".join(rest)} (train.py flags apply to the finetune and last modes only)')
+    if args.task in ('knn', 'coarse-fine'):
+        model, src = network(args)
+        out = args.out or default_out(args, f'{args.task}-{os.path.basename(os.path.normpath(need_subset(args)))}')
+        os.makedirs(out, exist_ok=True)
+        engine.start_run_dir(out, vars(args))
+        result = knn_task(args, model, src) if args.task == 'knn' else coarse_fine(args, model, src, out)
+        return finish(out, args, result)
+
+    root, names, train_rows, val, test = classification_data(args)  # validated before anything is written
+    name = f'{args.task}' + (f'-s{args.split}' if args.task == 'sun397' else '') + f'-{args.mode}'
+    model, _ = network(args, len(names))  # checks --init against --arch before anything is written
+    out = args.out or default_out(args, name)
+    created = not os.path.exists(out)
+    data_dir = os.path.join(out, 'data')
+    write_data(data_dir, root, names, train_rows, val, test, {'kind': args.task, 'split': args.split, 'seed': args.seed,
+                                                              'val_fraction': args.val_fraction})
+    try:
+        if args.mode == 'linear':
+            engine.start_run_dir(out, vars(args))
+            result = linear_probe(args, model, root, data_dir, len(names))
+        else:
+            result = run_training(args, rest, data_dir, out)
+    except (UserError, SystemExit):
+        if created and not os.path.exists(os.path.join(out, 'args.json')):
+            shutil.rmtree(out)  # a mistake found by train.py leaves no half-made run directory
+        raise
+    finish(out, args, {'mode': args.mode, 'classes': len(names), **result})
+
+
+if __name__ == '__main__':
+    a, r = get_args_parser().parse_known_args()
+    engine.run_main(lambda x: main(x, r), a)
