@@ -228,9 +228,14 @@ def device_and_amp():
     return device, torch.bfloat16 if device.type == 'cuda' else torch.float32
 
 
-def finish(out, args, result):
+def finish(out, args, result, record_args=True):
+    """Write transfer.json (and args.json with the git SHA, unless train.py wrote the run's own) and print it.
+    Called only once the work is done, so a mistake found on the way leaves no run directory behind."""
+    if record_args:
+        engine.start_run_dir(out, vars(args))
+    result = {**result, 'finetune_args': vars(args)}
     engine.write_atomic(os.path.join(out, 'transfer.json'), json.dumps({'task': args.task, **result}, indent=1, sort_keys=True) + '\n')
-    print(json.dumps(result, sort_keys=True))
+    print(json.dumps({k: v for k, v in result.items() if k != 'finetune_args'}, sort_keys=True))
     print(f'results: {os.path.join(out, "transfer.json")}')
 
 
@@ -377,6 +382,7 @@ def coarse_fine(args, model, src, out):
     if not rows:
         raise UserError(f'no coarse class has {args.min_subclasses} or more fine classes in {subset} (--min-subclasses)')
     rows.sort(reverse=True)
+    engine.start_run_dir(out, vars(args))
     with open(os.path.join(out, 'coarse_fine.tsv'), 'w') as f:
         f.write('wnid\tname\tsubclasses\tcoarse_acc\tmean_fine_acc\tdifference\n')
         f.write(''.join(f'{g}\t{n}\t{k}\t{c:.2f}\t{fa:.2f}\t{d:.2f}\n' for d, c, fa, k, g, n in rows))
@@ -410,10 +416,9 @@ def main(args, rest):
     if rest and not (args.task in ('sun397', 'folder', 'manifest') and args.mode in ('finetune', 'last')):
         raise UserError(f'unrecognized arguments: {" ".join(rest)} (train.py flags apply to the finetune and last modes only)')
     if args.task in ('knn', 'coarse-fine'):
+        subset = need_subset(args)
         model, src = network(args)
-        out = args.out or default_out(args, f'{args.task}-{os.path.basename(os.path.normpath(need_subset(args)))}')
-        os.makedirs(out, exist_ok=True)
-        engine.start_run_dir(out, vars(args))
+        out = args.out or default_out(args, f'{args.task}-{os.path.basename(os.path.normpath(subset))}')
         result = knn_task(args, model, src) if args.task == 'knn' else coarse_fine(args, model, src, out)
         return finish(out, args, result)
 
@@ -427,15 +432,14 @@ def main(args, rest):
                                                               'val_fraction': args.val_fraction})
     try:
         if args.mode == 'linear':
-            engine.start_run_dir(out, vars(args))
             result = linear_probe(args, model, root, data_dir, len(names))
         else:
             result = run_training(args, rest, data_dir, out)
     except (UserError, SystemExit):
         if created and not os.path.exists(os.path.join(out, 'args.json')):
-            shutil.rmtree(out)  # a mistake found by train.py leaves no half-made run directory
+            shutil.rmtree(out)  # a mistake found on the way leaves no half-made run directory
         raise
-    finish(out, args, {'mode': args.mode, 'classes': len(names), **result})
+    finish(out, args, {'mode': args.mode, 'classes': len(names), **result}, record_args=args.mode == 'linear')
 
 
 if __name__ == '__main__':

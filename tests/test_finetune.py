@@ -1,0 +1,120 @@
+"""finetune.py on toy data through the real pipelines: SUN397 fine-tuning against training from scratch,
+the linear probe, last-layer training, a folder data set, kNN induction, coarse-vs-fine, and bad input."""
+import json
+import os
+import shutil
+
+import torch
+
+import engine
+import subsets as S
+from conftest import TINY, run
+from datasets import read_tsv
+from models import get_model
+
+# A short SUN397 schedule: 200 iterations of 32 (the paper's is 50K of 50); the same for both inits.
+SHORT = ['--iters', '200', '--lr', '0.01', '--lr-steps', '150', '--batch-size', '32', '--eval-every', '200',
+         '--save-every', '200', '--log-every', '50']
+
+
+def transfer(out):
+    return json.loads((out / 'transfer.json').read_text())
+
+
+def test_sun397_pretrained_beats_scratch(toy, pretrained, tmp_path):
+    sun = os.path.join(toy['root'], 'SUN397')
+    run('finetune.py', 'sun397', '--sun-root', sun, '--init', str(pretrained / 'checkpoint.pth'), '--out', str(tmp_path / 'pre'), *SHORT)
+    run('finetune.py', 'sun397', '--sun-root', sun, '--init', 'scratch', '--arch', 'alexnet', '--out', str(tmp_path / 'scratch'),
+        *TINY, *SHORT)
+    pre, scratch = transfer(tmp_path / 'pre'), transfer(tmp_path / 'scratch')
+    assert pre['test_images'] == scratch['test_images'] == 160 and pre['classes'] == 8
+    print(f"toy SUN397, split 1: pre-trained {pre['test_mean_class_acc']:.1f}% vs scratch {scratch['test_mean_class_acc']:.1f}%")
+    assert pre['test_mean_class_acc'] > scratch['test_mean_class_acc'] + 5
+    # The run explains itself: the split's manifests, with 10% of each class held out for validation.
+    meta = json.loads((tmp_path / 'pre' / 'data' / 'meta.json').read_text())
+    assert (meta['train_images'], meta['val_images'], meta['test_images']) == (144, 16, 160)
+    args = json.loads((tmp_path / 'pre' / 'args.json').read_text())
+    assert args['init'].endswith('checkpoint.pth') and args['head_lr_mult'] == 10 and args['iters'] == 200
+
+
+def test_linear_probe_and_folder_task(toy, pretrained, tmp_path):
+    # The ImageNet-layout train/ folder is a folder data set: 20 class folders, test and val held out.
+    run('finetune.py', 'folder', '--data', os.path.join(toy['root'], 'train'), '--mode', 'linear',
+        '--init', str(pretrained / 'checkpoint.pth'), '--out', str(tmp_path / 'probe'), '--lambdas', '1e-3', '1e-1')
+    r = transfer(tmp_path / 'probe')
+    assert r['classes'] == 20 and r['test_images'] == 20 * 12 and r['feature_dim'] == 1024
+    assert r['lambda'] in (1e-3, 1e-1) and set(r['val']) == {'0.001', '0.1'}
+    assert r['test_mean_class_acc'] > 25  # chance: 5%
+
+
+def test_last_layer_only(toy, pretrained, tmp_path):
+    out = tmp_path / 'last'
+    run('finetune.py', 'manifest', '--subset', toy['subset'], '--mode', 'last', '--init', str(pretrained / 'checkpoint.pth'),
+        '--out', str(out), '--iters', '60', '--lr', '0.01', '--batch-size', '32', '--eval-every', '60', '--save-every', '60')
+    r = transfer(out)
+    assert r['test_images'] == 400 and r['test_top1'] > 20
+    # Everything but the head equals the pre-trained network; the head was trained anew.
+    before = torch.load(pretrained / 'checkpoint.pth', weights_only=True)['model']
+    after = torch.load(out / 'checkpoint.pth', weights_only=True)['model']
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith('classifier.6.'))
+    assert not torch.equal(before['classifier.6.weight'], after['classifier.6.weight'])
+
+
+def test_knn_and_coarse_fine(toy, pretrained, tmp_path):
+    ckpt = str(pretrained / 'checkpoint.pth')
+    run('finetune.py', 'knn', '--subset', toy['subset'], '--init', ckpt, '--out', str(tmp_path / 'knn'))
+    r = transfer(tmp_path / 'knn')
+    assert (r['queries'], r['database'], r['feature']) == (400, 1200, 'fc7')
+    assert r['knn_top5'] >= r['knn_top1'] > 20
+    p = run('finetune.py', 'knn', '--subset', toy['subset'], '--init', ckpt, '--feature', 'fc8', '--out', str(tmp_path / 'knn8'))
+    assert 'trained on 20 of the 20 classes' in p.stderr  # not induction: the network saw these classes
+
+    out = tmp_path / 'cf'
+    run('finetune.py', 'coarse-fine', '--subset', toy['subset'], '--init', ckpt, '--out', str(out), '--min-subclasses', '2')
+    rows = [r.split('\t') for r in (out / 'coarse_fine.tsv').read_text().splitlines()[1:]]
+    # The coarse classes are the top-down-127 classes of the toy's leaves that hold 2 or more of them.
+    leaves = [r[1] for r in read_tsv(os.path.join(toy['subset'], 'classes.tsv'))[1:]]
+    groups = {}
+    for w in leaves:
+        groups.setdefault(S.taxonomy('top-down', 127)[w], []).append(w)
+    assert {r[0]: int(r[2]) for r in rows} == {g: len(ws) for g, ws in groups.items() if len(ws) >= 2}
+    diffs = [float(r[5]) for r in rows]
+    assert diffs == sorted(diffs, reverse=True)
+    assert all(abs(float(r[3]) - float(r[4]) - float(r[5])) < 0.02 for r in rows)
+    assert (out / 'coarse_fine.png').stat().st_size > 1000
+
+
+def test_optimizer_groups():
+    net = get_model('resnet18', 10)
+    opt = engine.sgd(net, 0.1, 0.9, 1e-4, head_lr_mult=10, wd_norm=False)
+    group_of = {id(p): g for g in opt.param_groups for p in g['params']}
+    assert group_of[id(net.fc.weight)]['lr_mult'] == 10 and group_of[id(net.conv1.weight)]['lr_mult'] == 1
+    assert group_of[id(net.bn1.weight)]['weight_decay'] == 0 and group_of[id(net.conv1.weight)]['weight_decay'] == 1e-4
+    alex = get_model('alexnet', 10, width=0.25)
+    opt = engine.sgd(alex, 0.01, 0.9, 5e-4, caffe_bias=True)
+    group_of = {id(p): g for g in opt.param_groups for p in g['params']}
+    assert (group_of[id(alex.features[0].bias)]['lr_mult'], group_of[id(alex.features[0].bias)]['weight_decay']) == (2, 0)
+
+
+def test_bad_input(toy, pretrained, tmp_path):
+    sun = tmp_path / 'SUN397'
+    shutil.copytree(os.path.join(toy['root'], 'SUN397'), sun)
+    ckpt = str(pretrained / 'checkpoint.pth')
+    first = (sun / 'Partitions' / 'Training_01.txt').read_text().splitlines()[0]
+    os.remove(str(sun) + first)
+    torch.save(get_model('resnet18', 10).state_dict(), tmp_path / 'resnet.pth')
+    cases = [
+        (['sun397', '--sun-root', str(sun), '--split', '3', '--init', ckpt], 'split file not found'),
+        (['sun397', '--sun-root', str(sun), '--init', ckpt], 'Training_01.txt:1: image not found'),
+        (['sun397', '--sun-root', os.path.join(toy['root'], 'SUN397'), '--init', str(tmp_path / 'resnet.pth'), '--arch', 'alexnet'],
+         'does not fit this network: missing key classifier.0.bias'),
+        (['knn', '--subset', toy['subset'], '--init', ckpt, '--arch', 'resnet50'], 'holds a alexnet'),
+        (['coarse-fine', '--init', ckpt], 'needs --subset'),
+        (['knn', '--subset', toy['subset'], '--init', ckpt, '--lr', '0.1'], 'unrecognized arguments: --lr 0.1'),
+    ]
+    for args, message in cases:
+        out = tmp_path / 'out'
+        p = run('finetune.py', *args, '--out', str(out), check=False)
+        assert p.returncode == 2 and 'Traceback' not in p.stderr, (args, p.stderr)
+        assert message in p.stderr.strip().splitlines()[-1], (args, p.stderr)
+        assert not out.exists(), args
