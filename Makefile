@@ -20,6 +20,7 @@ data/toy/.done: .venv/installed toydata.py
 
 demo: .venv/installed data/toy/.done
 	$(PY) subsets.py index --imagenet data/toy --out subsets/toy
+	$(PY) data_dali.py scan subsets/toy
 	$(PY) subsets.py make full --index subsets/toy/index.tsv
 	$(PY) train.py --subset subsets/toy/full --out runs/toy-demo $(DEMO_TRAIN)
 
