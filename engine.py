@@ -215,23 +215,75 @@ def trim_log(path, step):
 # Checkpoints: one dict, written atomically (tmp + fsync + os.replace), loaded with weights_only=True
 
 
-def save_checkpoint(path, ckpt):
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        torch.save(ckpt, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+def checkpoint_paths(path, keep):
+    """The latest checkpoint and the older ones kept beside it, newest first:
+    checkpoint.pth, checkpoint.1.pth, ..., checkpoint.{keep-1}.pth."""
+    stem, ext = os.path.splitext(path)
+    return [path] + [f'{stem}.{i}{ext}' for i in range(1, keep)]
+
+
+def _fsync_dir(path):
     dirfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
-        os.fsync(dirfd)  # make the rename itself durable
+        os.fsync(dirfd)  # make renames in the folder durable
     finally:
         os.close(dirfd)
+
+
+def save_checkpoint(path, ckpt, keep=1):
+    """Write `ckpt` to `path` atomically, keeping the `keep` - 1 previous checkpoints as path.1, path.2, ...
+
+    The new file is written and fsynced under a temporary name first; only then are the older files shifted
+    and the new one renamed into place. A failed write (full disk, I/O error) raises OSError and leaves every
+    existing checkpoint as it was; at every instant the newest good checkpoint exists under one of the names."""
+    tmp = path + '.tmp'
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        # torch.save's zip writer turns a failed write into a RuntimeError while closing; the OSError it
+        # handled (ENOSPC, EFBIG, EIO) is the one to report
+        cause = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is not None and cause is not e:
+            raise cause from None
+        raise
+    names = checkpoint_paths(path, keep)
+    for older, newer in reversed(list(zip(names[1:], names[:-1]))):
+        if os.path.exists(newer):
+            os.replace(newer, older)
+    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    _fsync_dir(path)
 
 
 def load_checkpoint(path):
     # weights_only: a checkpoint is plain tensors, numbers and strings; never unpickle arbitrary objects.
     return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def load_latest_checkpoint(path, keep, required=('model', 'step')):
+    """(checkpoint, the file it came from) of the newest readable checkpoint among checkpoint_paths(path,
+    keep), or (None, None) when there is none. A corrupt or truncated one is skipped with a warning: the run
+    falls back to the one before it rather than losing everything."""
+    found = [p for p in checkpoint_paths(path, keep) if os.path.exists(p)]
+    for p in found:
+        try:
+            ckpt = load_checkpoint(p)
+            if not isinstance(ckpt, dict) or not all(k in ckpt for k in required):
+                raise ValueError('not a wmig training checkpoint')
+            return ckpt, p
+        except Exception as e:
+            print(f'warning: checkpoint {p} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ""}); '
+                  f'falling back to an older one', file=sys.stderr)
+    if found:
+        raise UserError(f'no readable checkpoint in {os.path.dirname(path) or "."} (tried {", ".join(found)}); '
+                        f'delete them to start over')
+    return None, None
 
 
 def rng_state():

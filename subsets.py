@@ -39,7 +39,7 @@ import time
 import warnings
 from collections import defaultdict
 
-from datasets import ilsvrc_classes, read_tsv, scan_imagenet
+from datasets import ilsvrc_classes, read_tsv, safe_relpath, scan_imagenet
 from engine import UserError, run_main, write_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,7 +70,18 @@ def read_index(path):
         first = f.readline().rstrip('\n').split('\t')
     if first[0] != '# root' or len(first) != 2:
         raise UserError(f'{path} is not a subsets.py index (its first line should be "# root<TAB>PATH")')
-    return first[1], [tuple(r) for r in read_tsv(path)]
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if line.startswith('#') or not line.strip():
+                continue
+            r = tuple(line.rstrip('\n').split('\t'))
+            # An index may have been edited or come from elsewhere: every row must be a real one.
+            if len(r) != 3 or r[0] not in ('train', 'val') or not WNID.match(r[2]):
+                raise UserError(f'{path}:{i}: expected "train|val<TAB>relative/path<TAB>wnid", got {line.strip()[:80]!r}')
+            safe_relpath(r[1], f'{path}:{i}')
+            rows.append(r)
+    return first[1], rows
 
 
 def read_exclude(index, root):

@@ -69,11 +69,12 @@ def get_args_parser():
     p.add_argument('--log-every', type=int, default=50, help='iterations between log lines (and the only .item() syncs)')
     p.add_argument('--eval-every', type=int, default=10000, help='iterations between validations (and at the end)')
     p.add_argument('--save-every', type=int, default=1000, help='iterations between checkpoints (and at the end)')
+    p.add_argument('--keep', type=int, default=3, help='checkpoints kept: checkpoint.pth and the older checkpoint.N.pth')
     return p
 
 
 # Arguments that may change between a run and its resumption without changing what is computed.
-RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile')
+RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile', 'keep')
 
 
 def check_args(args):
@@ -107,7 +108,7 @@ def check_args(args):
         raise UserError(f'--norm {args.norm} applies to ResNets only; AlexNet has no normalisation layers to swap')
     if args.width != 1.0 and not args.arch.startswith('alexnet') or args.width <= 0:
         raise UserError(f'--width {args.width}: must be > 0, and applies to AlexNets only')
-    for name in ('batch_size', 'workers', 'log_every', 'eval_every', 'save_every', 'crop', 'resize'):
+    for name in ('batch_size', 'workers', 'log_every', 'eval_every', 'save_every', 'crop', 'resize', 'keep'):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UserError(f'--{name.replace("_", "-")} must be >= 1, got {v}')
@@ -136,9 +137,9 @@ def main(args):
         if is_main:
             print(f'{args.out} is finished: {open(metrics_path).read().strip()}')
         return
-    ckpt = engine.load_checkpoint(ckpt_path) if os.path.exists(ckpt_path) else None
+    ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, args.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
     if ckpt is not None and len(ckpt['loader']) != world:
-        raise UserError(f'{ckpt_path} was written by {len(ckpt["loader"])} processes; resume it with as many, not {world}')
+        raise UserError(f'{ckpt_from} was written by {len(ckpt["loader"])} processes; resume it with as many, not {world}')
 
     # ---- data
     dali_device = local_rank if device.type == 'cuda' else None
@@ -192,27 +193,39 @@ def main(args):
               f'{num_classes} classes, {counts["train"]} train / {counts["val"]} val images, {iters_per_epoch} iterations/epoch, '
               f'{total} iterations = {total / iters_per_epoch:.2f} epochs, lr {args.lr} ({args.schedule}, milestones {milestones}, warm-up {warmup})')
         if ckpt is not None:
-            print(f'resuming from {ckpt_path} at iteration {step}')
+            print(f'resuming from {ckpt_from} at iteration {step}')
         engine.trim_log(os.path.join(args.out, 'log.jsonl'), step)
         log = engine.RunLog(args.out, purge_step=step + 1)
 
     def save():
         loaders = engine.all_gather_object(train_loader.state(), world)
         rngs = engine.all_gather_object(engine.rng_state(), world)
+        failed = ''
         if is_main:
-            engine.save_checkpoint(ckpt_path, {'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
-                                               'scaler': scaler.state_dict(), 'step': step, 'epoch': epoch,
-                                               'args': args_dict, 'rng': rngs, 'loader': loaders,
-                                               # the open log window, so a resumed run logs the same mean losses
-                                               'window': (loss_sum.item(), n_window)})
+            try:
+                engine.save_checkpoint(ckpt_path, {'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
+                                                   'scaler': scaler.state_dict(), 'step': step, 'epoch': epoch,
+                                                   'args': args_dict, 'rng': rngs, 'loader': loaders,
+                                                   # the open log window, so a resumed run logs the same mean losses
+                                                   'window': (loss_sum.item(), n_window)}, keep=args.keep)
+            except OSError as e:  # full disk, quota, I/O error: the previous checkpoints are untouched
+                failed = f'{e.strerror or e} ({type(e).__name__} {e.errno})'
+        failed = engine.all_gather_object(failed, world)[0]  # every rank stops together, none hangs
+        if failed:
+            stop(f'could not save the checkpoint of iteration {step} to {ckpt_path}: {failed}. '
+                 f'The previous checkpoints are intact; free space and run the same command to resume.')
 
     def stop_if_nonfinite():
         flag = engine.all_reduce_sum(nonfinite.float(), world)
         if flag.item():
             last = f'the last good checkpoint is {ckpt_path}' if os.path.exists(ckpt_path) else 'no checkpoint was written'
-            print(f'\nerror: the loss became non-finite at or before iteration {step}; stopping ({last}). '
-                  f'Try a lower --lr, a warm-up, or --amp bf16/fp32.', file=sys.stderr)
-            sys.exit(1)
+            stop(f'the loss became non-finite at or before iteration {step}; stopping ({last}). '
+                 f'Try a lower --lr, a warm-up, or --amp bf16/fp32.')
+
+    def stop(message):
+        bar.close()  # first, so the progress bar does not print after the message
+        print(f'error: {message}', file=sys.stderr)
+        sys.exit(1)
 
     def train_mode():
         # A frozen backbone runs as at test time (no dropout, BN statistics fixed): only the head learns.

@@ -75,19 +75,20 @@ def test_resume_after_kill_is_exact(toy, tmp_path):
     assert json.loads((whole / 'metrics.json').read_text()) == json.loads((killed / 'metrics.json').read_text())
 
 
-def test_torchrun_two_processes(toy, tmp_path):
+@pytest.mark.parametrize('world', [2, 3])
+def test_torchrun_validation_counts_each_image_once(toy, tmp_path, world):
     from data_dali import classification_loader
     from engine import evaluate
     from models import get_model
     out = tmp_path / 'ddp'
-    # 400 val images, 12 per process per batch: 400 is not a multiple of 2 x 12.
-    run('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+    # 400 val images in batches of 24 / world per process: 400 is a multiple of neither 24 nor the world.
+    run('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(world),
         *train_args(toy, out, '--batch-size', '24', '--iters', '8', '--eval-every', '8', '--save-every', '8', '--log-every', '4'))
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['val_n'] == 400
     # The same weights evaluated by one process give the same accuracy: no image was lost or counted twice.
     ckpt = torch.load(out / 'checkpoint.pth', weights_only=True)
-    assert len(ckpt['loader']) == 2 and ckpt['step'] == 8
+    assert len(ckpt['loader']) == world and ckpt['step'] == 8
     net = get_model('alexnet', 20, width=0.25)
     net.load_state_dict(ckpt['model'])
     val = classification_loader(toy['root'], os.path.join(toy['subset'], 'val.txt'), 50, False, crop=96, resize=108)

@@ -1,0 +1,133 @@
+"""Long-run reliability: a corrupt checkpoint falls back to the one before, a failing save (a real OS error)
+stops cleanly with the previous checkpoint intact, a dying rank takes a torchrun job down without a hang,
+and paths in manifests and partitions cannot leave their data root."""
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY, run
+from datasets import read_manifest, read_sun397
+from engine import UserError
+
+EXTRA = ['--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '30', '--save-every', '10',
+         '--log-every', '2', '--eval-every', '40', '--seed', '5']
+
+
+def args(toy, out, *extra):
+    return ['train.py', '--subset', toy['subset'], '--out', str(out), *TINY, *EXTRA, *extra]
+
+
+def start_and_kill(toy, out, at_step):
+    """Start a run and kill -9 it once its log has reached `at_step`."""
+    proc = subprocess.Popen([sys.executable, *args(toy, out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log, deadline = out / 'log.jsonl', time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and any(json.loads(l)['step'] >= at_step for l in log.read_text().splitlines()):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, 'the run finished before it could be killed'
+
+
+def step_of(path):
+    return torch.load(path, weights_only=True)['step']
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(toy, tmp_path):
+    whole, broken = tmp_path / 'whole', tmp_path / 'broken'
+    run(*args(toy, whole))
+    assert [step_of(whole / n) for n in ('checkpoint.pth', 'checkpoint.1.pth', 'checkpoint.2.pth')] == [40, 30, 20]
+    assert not (whole / 'checkpoint.3.pth').exists()  # --keep 3
+
+    start_and_kill(toy, broken, 22)
+    latest = step_of(broken / 'checkpoint.pth')
+    assert latest >= 20 and step_of(broken / 'checkpoint.1.pth') == latest - 10
+    data = (broken / 'checkpoint.pth').read_bytes()
+    (broken / 'checkpoint.pth').write_bytes(data[:len(data) // 2])  # truncated, as by a crash mid-copy
+    p = run(*args(toy, broken))
+    assert 'checkpoint.pth is unreadable' in p.stderr
+    assert f'resuming from {broken / "checkpoint.1.pth"} at iteration {latest - 10}' in p.stdout
+    a = torch.load(whole / 'checkpoint.pth', weights_only=True)['model']
+    b = torch.load(broken / 'checkpoint.pth', weights_only=True)['model']
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the fallback still resumes exactly
+
+
+def test_failed_save_stops_and_keeps_the_previous_checkpoint(toy, tmp_path):
+    out = tmp_path / 'full'
+    start_and_kill(toy, out, 12)
+    before = (out / 'checkpoint.pth').read_bytes()
+    step = step_of(out / 'checkpoint.pth')
+    limit = len(before) // 2
+
+    def small_disk():  # a file-size limit: the next checkpoint write fails with EFBIG, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    p = subprocess.run([sys.executable, *args(toy, out)], cwd=ROOT, capture_output=True, text=True, preexec_fn=small_disk)
+    assert p.returncode == 1, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: could not save the checkpoint of iteration') and 'File too large' in last
+    assert 'previous checkpoints are intact' in last and 'Traceback' not in p.stderr
+    assert (out / 'checkpoint.pth').read_bytes() == before and step_of(out / 'checkpoint.pth') == step
+    assert not (out / 'checkpoint.pth.tmp').exists()
+    run(*args(toy, out))  # with room again, the same command finishes the run
+    assert step_of(out / 'checkpoint.pth') == 40
+
+
+def test_a_dying_rank_ends_the_job_without_a_hang(toy, tmp_path):
+    out = tmp_path / 'ddp'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+           *args(toy, out, '--iters', '100000', '--batch-size', '24')]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / 'log.jsonl').exists():
+            time.sleep(0.1)
+        rank1 = [pid for pid in map(int, filter(str.isdigit, os.listdir('/proc'))) if worker_rank(pid) == '1']
+        assert rank1, 'no rank-1 worker found'
+        os.kill(rank1[0], signal.SIGKILL)
+        t0 = time.time()
+        proc.wait(timeout=90)
+        assert proc.returncode != 0 and time.time() - t0 < 90
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail('the job hung after a rank died')
+
+
+def worker_rank(pid):
+    """RANK of a train.py worker process started by torchrun, else None."""
+    try:
+        if b'train.py' not in open(f'/proc/{pid}/cmdline', 'rb').read():
+            return None
+        env = dict(kv.split(b'=', 1) for kv in open(f'/proc/{pid}/environ', 'rb').read().split(b'\0') if b'=' in kv)
+        return env.get(b'RANK', b'').decode() or None
+    except OSError:
+        return None
+
+
+def test_paths_cannot_leave_the_data_root(toy, tmp_path):
+    for line in ('../secret.JPEG 0', '/etc/passwd 0', 'train/../../x.JPEG 1'):
+        (tmp_path / 'm.txt').write_text(f'train/a.JPEG 0\n{line}\n')
+        with pytest.raises(UserError, match=r'm.txt:2: path .* would leave the data root'):
+            read_manifest(tmp_path / 'm.txt')
+    sun = tmp_path / 'SUN397'
+    (sun / 'Partitions').mkdir(parents=True)
+    (sun / 'ClassName.txt').write_text('/a/abbey\n')
+    (sun / 'Partitions' / 'Training_01.txt').write_text('/a/abbey/../../../etc/passwd\n')
+    with pytest.raises(UserError, match=r'Training_01.txt:1: path .* would leave the data root'):
+        read_sun397(str(sun), 1)
+    # and through train.py: a one-line error, before anything is written
+    bad = tmp_path / 'subset'
+    bad.mkdir()
+    for name in ('classes.tsv', 'val.txt', 'meta.json'):
+        (bad / name).write_text(open(os.path.join(toy['subset'], name)).read())
+    (bad / 'train.txt').write_text('../../../etc/passwd 0\n')
+    p = run('train.py', '--subset', str(bad), '--out', str(tmp_path / 'run'), check=False)
+    assert p.returncode == 2 and 'would leave the data root' in p.stderr and not (tmp_path / 'run').exists()
