@@ -1,0 +1,617 @@
+"""What every experiment script shares: its command line, the plan it builds, and the runner that executes it.
+
+    python experiments/fig1_images_per_class.py --toy                        # run Fig. 1 on the toy data
+    python experiments/fig1_images_per_class.py --data-root /data --dry-run  # the real plan and its GPU hours
+    python experiments/paper.py --data-root /data --emit                     # every command, one a line (SLURM)
+
+A plan is a list of steps. A step is one command of the project (`subsets.py make`, `train.py`, `finetune.py`)
+with the directory it writes, the file that says it has finished (meta.json, metrics.json, transfer.json),
+the steps it needs, the inputs it reads, and its cost in images for the GPU-hour estimate. Steps are keyed
+by their directory, so two figures that need the same pre-training share one run. A figure script declares
+its steps through the helpers of `Context` and what it shows through a `Plan` (columns, rows, extras); the
+runner writes each Plan to OUT/plans/<name>.json, where `eval/report.py` reads it back.
+
+The runner is idempotent: a finished step is skipped, an interrupted one is run again with the same command
+(train.py resumes from its checkpoint), and a finished result is never overwritten. Before any step starts
+it checks that every input exists (data root, SUN397, ...) and that no existing directory was made with
+another configuration. Steps that do not depend on each other run one per GPU (CUDA_VISIBLE_DEVICES), or
+one after another on CPU.
+"""
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# ----------------------------------------------------------------------------------------------------------
+# GPU throughput for --dry-run, in images/s on one H100: (training, inference).
+# THESE ARE ASSUMPTIONS, NOT MEASUREMENTS: no GPU figure exists in BENCHMARKS.md yet. Issue 7 measures them;
+# replace these numbers with its figures (and say so in THROUGHPUT_SOURCE) when it lands.
+#   AlexNet: issue 7 estimates the H100 JPEG-decode ceiling at 10-13K images/s and sets 10K as its target;
+#   ResNet-50: issue 7's target is 3K/s (NVIDIA DeepLearningExamples: 2,470/s on an A100);
+#   ResNet-18: FFCV reports ~9.9K/s on an A100, bounded here by the same decode ceiling.
+# Inference (feature extraction, evaluation) decodes without augmentation and runs no backward pass.
+THROUGHPUT = {'alexnet': (10000, 13000), 'alexnet_tv': (10000, 13000), 'resnet18': (8000, 12000), 'resnet50': (3000, 9000)}
+THROUGHPUT_SOURCE = 'ASSUMED (issue 7 has not measured GPU throughput yet): experiments/common.py THROUGHPUT'
+
+# ImageNet-1k and SUN397 sizes, for the estimate (ILSVRC-2012: 1,281,167 train / 50,000 val images; SUN397:
+# 50 training + 50 test images per class in each official split).
+REAL = {'classes': 1000, 'train_per_class': 1281, 'val_per_class': 50, 'sun_train': 397 * 50, 'sun_test': 397 * 50}
+TOY = {'classes': 20, 'train_per_class': 60, 'val_per_class': 20, 'sun_train': 8 * 25, 'sun_test': 8 * 20}
+
+# ----------------------------------------------------------------------------------------------------------
+# Recipes. On real data: the paper's. On toy data: the narrow 96 px AlexNet of `make demo` (a minute on 2 cores).
+
+# train.py's defaults are the paper's AlexNet recipe (Caffe bvlc_alexnet: 450K iterations of 256, lr 0.01
+# x0.1 every 100K). ResNets: 90 epochs of full ImageNet at batch 256 (Goyal et al. 2017: lr 0.1, x0.1 at
+# epochs 30/60/80, 5 warm-up epochs), counted in iterations (5,005 an epoch) so that every subset gets the
+# same budget, as the AlexNet recipe does.
+RESNET = ['--style', 'inception', '--lr', '0.1', '--lr-steps', '150150', '300300', '400400', '--warmup', '25025', '--wd', '1e-4']
+PRETRAIN = {'alexnet': [], 'alexnet_tv': [], 'resnet18': RESNET, 'resnet50': RESNET}
+TOY_NET = ['--crop', '96', '--resize', '108']  # + --width 0.25 for the AlexNets
+TOY_PRETRAIN = ['--batch-size', '64', '--lr', '0.02', '--iters', '300', '--lr-steps', '225', '--eval-every', '300',
+                '--save-every', '100', '--log-every', '50']
+# SUN397 fine-tuning: finetune.py's defaults are the paper's (50K iterations, lr 0.001 x0.1 every 20K);
+# `schedule` multiplies the length and the steps (He et al. 2019's 1x, 2x, 3x).
+SUN_ITERS, SUN_STEPS, SUN_BATCH = 50000, (20000, 40000), 50
+TOY_SUN_ITERS, TOY_SUN_STEPS, TOY_SUN = 150, (100,), ['--lr', '0.01', '--batch-size', '32']
+# ImageNet last layer (paper Figs. 2, 9): finetune.py's recipe on real data; a short one on toy data.
+TOY_LAST = ['--iters', '100', '--lr', '0.01', '--lr-steps', '75', '--batch-size', '32', '--eval-every', '100', '--save-every', '100']
+
+# Detection and action transfer (issue 5) are not built yet. When finetune.py gains them, set these to
+# (task name, [flags with {voc} for the VOC root], result file, metric key); the plans already ask for them.
+DETECTION = None   # e.g. ('voc07', ['--voc-root', '{voc}'], 'transfer.json', 'test_map')
+ACTION = None      # e.g. ('voc12-action', ['--voc-root', '{voc}'], 'transfer.json', 'test_map')
+
+# train.py arguments that may change between a run and its resumption (train.RESUME_MAY_CHANGE), and the
+# bookkeeping ones: never a conflict of configuration.
+MAY_CHANGE = {'workers', 'log_every', 'eval_every', 'save_every', 'data_root', 'compile', 'eval_batch_size'}
+
+
+LEVEL = {'index': 0, 'scan': 1, 'subset': 2, 'pretrain': 3, 'transfer': 4, 'analysis': 4}
+
+
+class PlanError(Exception):
+    """A plan that cannot run as asked: printed as one `error:` line, exit status 2, before any step starts."""
+
+
+def get_args_parser(doc=None):
+    p = argparse.ArgumentParser(description=(doc or '').split('\n')[0], epilog='See experiments/common.py.',
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group('data (one of --data-root or --toy)')
+    d.add_argument('--data-root', default=None, help='folder holding imagenet/ (train/, val/; or train/ and val/ '
+                   'themselves), SUN397/ and later VOCdevkit/')
+    d.add_argument('--toy', action='store_true', help='the toy data (python toydata.py --out data/toy) and toy recipes')
+    d.add_argument('--imagenet', default=None, help='ImageNet root (default: DATA_ROOT/imagenet, or DATA_ROOT)')
+    d.add_argument('--sun397', default=None, help='SUN397 root (default: DATA_ROOT/SUN397)')
+    d.add_argument('--voc', default=None, help='VOCdevkit root (default: DATA_ROOT/VOCdevkit; detection is issue 5)')
+    d.add_argument('--index', default=None, help='an existing subsets.py index.tsv (default: made in OUT/subsets/)')
+    p.add_argument('--arch', default='alexnet', choices=sorted(THROUGHPUT), help='alexnet is the paper\'s; ResNets answer its open question')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0], help='one pre-training and transfer per seed; the report gives mean +- std')
+    p.add_argument('--out', default=None, help='where subsets, runs and plans go (default: runs/paper, runs/paper-toy with --toy)')
+    p.add_argument('--quick', action='store_true', help='fewer points per figure (make demo)')
+    a = p.add_argument_group('what to do (default: run the plan)')
+    a.add_argument('--dry-run', action='store_true', help='print every command and the estimated GPU hours; run nothing')
+    a.add_argument('--emit', action='store_true', help='print the unfinished commands, one a line, for a job array')
+    a.add_argument('--level', type=int, default=None, help='with --emit: only the steps at this dependency level '
+                   '(0: index, 1: scan, 2: subsets, 3: pre-training, 4: transfer)')
+    a.add_argument('--gpus', type=int, default=None, help='GPUs to spread runs over (default: all visible; 0: CPU, one run at a time)')
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What a figure shows: the report reads this back from OUT/plans/<name>.json
+
+
+class Plan:
+    """One figure or table: `columns` (a metric each: which file of a run holds it, and the paper's numbers
+    by row label), `rows` (one per configuration and seed: a run directory per column) and `extras`
+    (figure-specific inputs: a neighbour list, a coarse-fine table, subsets for a collage). Paths are
+    stored relative to OUT, so the tree can move."""
+
+    def __init__(self, c, name, title, layout='table', xlabel=None, note=''):
+        self.c, self.name, self.title, self.layout, self.xlabel, self.note = c, name, title, layout, xlabel, note
+        self.columns, self.rows, self.extras = [], [], {}
+
+    def column(self, key, title, file='transfer.json', metric='test_mean_class_acc', paper=None, note=None):
+        self.columns.append({'key': key, 'title': title, 'file': file, 'metric': metric,
+                             'paper': {str(k): v for k, v in (paper or {}).items()}, 'note': note})
+
+    def row(self, label, seed, x=None, paper_as=None, **runs):
+        """runs: {column key: run directory or None (not in the plan, e.g. detection before issue 5)}."""
+        self.rows.append({'label': str(label), 'x': x, 'seed': seed, 'paper_as': None if paper_as is None else str(paper_as),
+                          'runs': {k: self.c.rel(v) for k, v in runs.items()}})
+
+    def to_json(self):
+        return {'name': self.name, 'title': self.title, 'layout': self.layout, 'xlabel': self.xlabel, 'note': self.note,
+                'toy': self.c.toy, 'arch': self.c.arch, 'columns': self.columns, 'rows': self.rows,
+                'extras': self.extras}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Building a plan: one helper per kind of step
+
+
+class Context:
+    """The resolved command line and the steps declared so far (shared by every plan of one invocation)."""
+
+    def __init__(self, args):
+        self.args, self.toy, self.arch, self.seeds, self.quick = args, args.toy, args.arch, args.seeds, args.quick
+        self.steps, self.plans, self.inputs, self.size = {}, [], [], {}  # size: subset -> (train, val) images, estimated
+        if args.toy and args.data_root is None:
+            args.data_root = 'data/toy'
+        if args.data_root is None and not (args.imagenet and args.sun397):
+            raise PlanError('give --data-root DIR (or --imagenet and --sun397), or --toy for the toy data')
+        root = args.data_root
+        self.imagenet_root = args.imagenet or (os.path.join(root, 'imagenet') if os.path.isdir(os.path.join(root, 'imagenet')) else root)
+        self.sun_root = args.sun397 or os.path.join(root, 'SUN397')
+        self.voc_root = args.voc or os.path.join(root or '', 'VOCdevkit')
+        self.out = args.out or ('runs/paper-toy' if args.toy else 'runs/paper')
+        self.sizes = TOY if args.toy else REAL
+        if args.index:
+            self.index, self.index_step = args.index, None
+            self.inputs.append((args.index, 'the subsets.py index given with --index'))
+        else:
+            sub = os.path.join(self.out, 'subsets')
+            self.index = os.path.join(sub, 'index.tsv')
+            self.index_step = self.add(sub, ['python', 'subsets.py', 'index', '--imagenet', self.imagenet_root, '--out', sub],
+                                       done='index.tsv', kind='index', what='index the ImageNet folders',
+                                       inputs=[(os.path.join(self.imagenet_root, d), 'ImageNet ' + d) for d in ('train', 'val')])
+            # The data scan (issue 8): files DALI cannot decode are left out of every subset.
+            self.add(sub, ['python', 'data_dali.py', 'scan', sub], done='exclude.txt', kind='scan', what='scan the images',
+                     needs=[self.index_step], key=sub + '#scan')
+
+    # -- bookkeeping
+
+    def rel(self, path):
+        return None if path is None else os.path.relpath(path, self.out)
+
+    def pick(self, toy, real):
+        return toy if self.toy else real
+
+    def plan(self, name, title, **kw):
+        p = Plan(self, name, title, **kw)
+        self.plans.append(p)
+        return p
+
+    def add(self, out, cmd, done, kind, what, needs=(), inputs=(), cost=(0, 0), key=None):
+        """Declare a step writing `out` (finished when out/done exists). The same directory declared twice
+        must come with the same command: two configurations under one name are a plan error."""
+        key = key or out
+        step = {'key': key, 'out': out, 'cmd': cmd, 'done': os.path.join(out, done), 'kind': kind, 'what': what,
+                'needs': [n for n in needs if n], 'inputs': list(inputs), 'cost': cost}
+        old = self.steps.get(key)
+        if old is not None:
+            if old['cmd'] != cmd:
+                raise PlanError(f'two steps write {out} with different commands:\n  {shlex.join(old["cmd"])}\n  {shlex.join(cmd)}')
+            return key
+        self.steps[key] = step
+        return key
+
+    # -- steps
+
+    def subset(self, kind, name, *opts, leaves=None, per_class=None):
+        """`subsets.py make KIND` into OUT/subsets/NAME; returns its folder. leaves/per_class size the estimate."""
+        out = os.path.join(self.out, 'subsets', name)
+        scan = os.path.join(self.out, 'subsets') + '#scan' if self.index_step else None
+        self.add(out, ['python', 'subsets.py', 'make', kind, *opts, '--index', self.index, '--out', out], 'meta.json',
+                 'subset', f'subset {name}', needs=[self.index_step, scan])
+        leaves = leaves or self.sizes['classes']
+        self.size[out] = (leaves * (per_class or self.sizes['train_per_class']), leaves * self.sizes['val_per_class'])
+        return out
+
+    def full(self):
+        return self.subset('full', 'full')
+
+    def net_flags(self):
+        if not self.toy:
+            return []
+        return TOY_NET + (['--width', '0.25'] if self.arch.startswith('alexnet') else [])
+
+    def pretrain(self, subset, seed, *extra, tag=None):
+        """train.py on a subset; returns the run directory OUT/<subset>-<arch>[-<tag>]-s<seed>."""
+        name = f'{os.path.basename(subset)}-{self.arch}' + (f'-{tag}' if tag else '') + f'-s{seed}'
+        out = os.path.join(self.out, name)
+        recipe = self.net_flags() + (TOY_PRETRAIN if self.toy else PRETRAIN[self.arch])
+        cmd = ['python', 'train.py', '--subset', subset, '--out', out, '--arch', self.arch, '--seed', str(seed), *recipe, *extra]
+        iters, batch = int(flag(cmd, '--iters', 450000)), int(flag(cmd, '--batch-size', 256))
+        evals = max(1, iters // int(flag(cmd, '--eval-every', 10000)))
+        train_n, val_n = self.size.get(subset, (0, 0))
+        self.add(out, cmd, 'metrics.json', 'pretrain', f'pre-train {name}', needs=[subset],
+                 cost=(iters * batch, evals * val_n))
+        return out
+
+    def sun(self, run, seed, mode='finetune', schedule=1):
+        """SUN397 scene classification (paper: SUN-CLS) of a pre-trained run, or from scratch with run=None
+        (He et al. 2019); schedule multiplies the fine-tuning length (1x, 2x, 3x). Returns its directory."""
+        name = f'sun397-s1-{mode}' + (f'-x{schedule}' if schedule != 1 else '')
+        if run is None:
+            base = os.path.join(self.out, f'scratch-{self.arch}-s{seed}')
+            init = ['--init', 'scratch', '--arch', self.arch] + self.net_flags()
+        else:
+            base, init = run, ['--init', os.path.join(run, 'checkpoint.pth')]
+        out = os.path.join(base, name)
+        cmd = ['python', 'finetune.py', 'sun397', '--sun-root', self.sun_root, '--split', '1', *init, '--mode', mode,
+               '--out', out, '--seed', str(seed)]
+        s = self.sizes
+        if mode == 'linear':
+            cost = (0, s['sun_train'] + s['sun_test'])
+        else:
+            iters, steps = (TOY_SUN_ITERS, TOY_SUN_STEPS) if self.toy else (SUN_ITERS, SUN_STEPS)
+            if self.toy or schedule != 1:
+                cmd += ['--iters', str(iters * schedule), '--lr-steps', *[str(m * schedule) for m in steps]]
+            if self.toy:
+                cmd += TOY_SUN + ['--eval-every', str(iters * schedule), '--save-every', str(iters * schedule // 3)]
+            batch = 32 if self.toy else SUN_BATCH
+            cost = (iters * schedule * batch, s['sun_test'] + s['sun_train'])  # + validation passes, about one train set
+        self.add(out, cmd, 'transfer.json', 'transfer', f'SUN397 {mode}{f" x{schedule}" if schedule != 1 else ""} '
+                 f'of {os.path.basename(base)}', needs=[run], cost=cost,
+                 inputs=[(os.path.join(self.sun_root, 'ClassName.txt'), 'SUN397 (ClassName.txt)'),
+                         (os.path.join(self.sun_root, 'Partitions'), 'SUN397 split files (Partitions/)')])
+        return out
+
+    def last_layer(self, run, subset, seed):
+        """ImageNet last layer (paper Figs. 2, 9): a new last layer on `subset`'s classes, the rest frozen."""
+        out = os.path.join(run, f'last-{os.path.basename(subset)}')
+        cmd = ['python', 'finetune.py', 'manifest', '--subset', subset, '--init', os.path.join(run, 'checkpoint.pth'),
+               '--mode', 'last', '--out', out, '--seed', str(seed)] + (TOY_LAST if self.toy else [])
+        iters, batch = int(flag(cmd, '--iters', SUN_ITERS)), int(flag(cmd, '--batch-size', SUN_BATCH))
+        self.add(out, cmd, 'transfer.json', 'transfer', f'last layer on {os.path.basename(subset)} of {os.path.basename(run)}',
+                 needs=[run, subset], cost=(iters * batch, self.size.get(subset, (0, 0))[1]))
+        return out
+
+    def knn(self, run, subset):
+        """kNN induction accuracy (paper §5.3): database the subset's train images, queries its val images."""
+        out = os.path.join(run, f'knn-{os.path.basename(subset)}')
+        cmd = ['python', 'finetune.py', 'knn', '--subset', subset, '--init', os.path.join(run, 'checkpoint.pth'), '--out', out]
+        self.add(out, cmd, 'transfer.json', 'analysis', f'kNN on {os.path.basename(subset)} of {os.path.basename(run)}',
+                 needs=[run, subset], cost=(0, sum(self.size.get(subset, (0, 0)))))
+        return out
+
+    def coarse_fine(self, run, subset):
+        out = os.path.join(run, f'coarse-fine-{os.path.basename(subset)}')
+        cmd = ['python', 'finetune.py', 'coarse-fine', '--subset', subset, '--init', os.path.join(run, 'checkpoint.pth'),
+               '--out', out] + (['--min-subclasses', '2'] if self.toy else [])
+        self.add(out, cmd, 'transfer.json', 'analysis', f'coarse vs fine of {os.path.basename(run)}', needs=[run, subset],
+                 cost=(0, self.size.get(subset, (0, 0))[1]))
+        return out
+
+    def neighbours(self, run, subset, queries):
+        """Fig. 5's nearest neighbours (experiments/fig5_nn_grid.py neighbours)."""
+        out = os.path.join(run, f'neighbours-{os.path.basename(subset)}')
+        cmd = ['python', 'experiments/fig5_nn_grid.py', 'neighbours', '--subset', subset,
+               '--init', os.path.join(run, 'checkpoint.pth'), '--out', out, '--queries', str(queries)]
+        self.add(out, cmd, 'transfer.json', 'analysis', f'nearest neighbours of {os.path.basename(run)}', needs=[run, subset],
+                 cost=(0, self.size.get(subset, (0, 0))[0] + queries))
+        return out
+
+    def voc_transfer(self, run, seed, which):
+        """VOC07 detection or VOC12 action transfer: None until issue 5 builds them (see DETECTION, ACTION)."""
+        spec = DETECTION if which == 'detection' else ACTION
+        if spec is None:
+            return None
+        task, flags, _, _ = spec
+        out = os.path.join(run, f'{task}-finetune')
+        cmd = ['python', 'finetune.py', task, *[f.format(voc=self.voc_root) for f in flags], '--init',
+               os.path.join(run, 'checkpoint.pth'), '--out', out, '--seed', str(seed)]
+        self.add(out, cmd, 'transfer.json', 'transfer', f'VOC {which} of {os.path.basename(run)}', needs=[run],
+                 inputs=[(self.voc_root, 'the VOCdevkit folder')], cost=(70000 * 2, 5000))
+        return out
+
+    # -- the steps in an order that runs: dependencies first
+
+    def ordered(self):
+        order, seen = [], set()
+
+        def visit(key):
+            if key in seen:
+                return
+            seen.add(key)
+            for n in self.steps[key]['needs']:
+                visit(n)
+            order.append(self.steps[key])
+        for key in self.steps:
+            visit(key)
+        for s in order:  # dependency level, for job arrays: 0 index, 1 scan, 2 subsets, 3 pre-training, 4 transfer
+            s['level'] = max([LEVEL[s['kind']]] + [self.steps[n]['level'] + 1 for n in s['needs']])
+        return order
+
+
+def flag(cmd, name, default=None):
+    """The value of the last `name VALUE` in cmd (the last one wins, as in argparse), else default."""
+    idx = [i for i, t in enumerate(cmd) if t == name]
+    return cmd[idx[-1] + 1] if idx else default
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checks before anything runs: the data the plan needs, and directories made by another configuration
+
+
+def is_done(step):
+    return os.path.exists(step['done'])
+
+
+def check_inputs(c, steps):
+    made = {s['out'] for s in steps} | {s['done'] for s in steps}
+    needed = list(c.inputs)
+    for s in steps:
+        if not is_done(s):
+            needed += [(p, why) for p, why in s['inputs'] if p not in made]
+    for path, why in needed:
+        if not os.path.exists(path):
+            hint = ' (make it with: python toydata.py --out data/toy)' if c.toy else ' (see --data-root, --imagenet, --sun397, --voc)'
+            raise PlanError(f'the plan needs {why} at {path}, which does not exist{hint}')
+
+
+def parse_flags(argv):
+    """{flag key: value} of the flags in a command line: `--x V` -> 'V', `--x V W` -> ['V', 'W'], `--x` -> True,
+    `--no-x` -> x: False. Keys as argparse names them (dashes to underscores)."""
+    out, key = {}, None
+    for t in argv:
+        if t.startswith('--'):
+            key = t[2:].replace('-', '_')
+            out[key] = True
+        elif key is not None:
+            out[key] = t if out[key] is True else (out[key] if isinstance(out[key], list) else [out[key]]) + [t]
+    for k in [k for k in out if k.startswith('no_') and out[k] is True]:
+        out[k[3:]] = False
+    return out
+
+
+def same(a, b):
+    """Does a recorded value `a` (from JSON) equal a command-line value `b` (strings)?"""
+    if isinstance(a, list) or isinstance(b, list):
+        a, b = (a if isinstance(a, list) else [a]), (b if isinstance(b, list) else [b])
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if a is None and b == 'scratch':  # train.py records --init scratch as no init
+        return True
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        pass
+    if isinstance(a, str) and isinstance(b, str) and ('/' in a or '/' in b):
+        return os.path.abspath(a) == os.path.abspath(b)
+    return str(a) == str(b)
+
+
+def recorded_config(step):
+    """What an existing directory says it was made with: {key: value}, or None."""
+    out = step['out']
+    if step['kind'] == 'subset':
+        path = os.path.join(out, 'meta.json')
+        if os.path.exists(path):
+            meta = json.load(open(path))
+            return {'kind': meta.get('kind'), 'seed': meta.get('seed'), **meta.get('params', {})}
+        return None
+    if step['kind'] in ('index', 'scan'):
+        return None
+    path = os.path.join(out, 'transfer.json')
+    if os.path.exists(path):
+        return json.load(open(path)).get('finetune_args')
+    path = os.path.join(out, 'args.json')
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def conflicts(step):
+    """The differences between a step's command and the configuration its directory was made with."""
+    rec = recorded_config(step)
+    if rec is None:
+        return []
+    cmd = step['cmd']
+    script = next(t for t in cmd if t.endswith('.py'))
+    given = parse_flags(cmd[cmd.index(script) + 1:])
+    if step['kind'] == 'subset':
+        given = {k: v for k, v in given.items() if k not in ('index', 'out', 'if_short')}
+        given['kind'] = cmd[cmd.index('make') + 1]
+        if rec.get('seed') is None:  # subsets.py records the seed only where a draw used it
+            given.pop('seed', None)
+    diff = []
+    for k, v in sorted(given.items()):
+        if k in MAY_CHANGE or k not in rec:
+            continue
+        if not same(rec[k], v):
+            diff.append(f'{k}: {rec[k]!r} there, {v!r} in the plan')
+    return diff
+
+
+def check_conflicts(steps):
+    bad = [(s, d) for s in steps for d in [conflicts(s)] if d]
+    if bad:
+        lines = '\n'.join(f'  {s["out"]}: {"; ".join(d)}' for s, d in bad[:10])
+        raise PlanError(f'{len(bad)} run directories hold a run made with another configuration (another --out, '
+                        f'or delete them to start over):\n{lines}')
+
+
+# ----------------------------------------------------------------------------------------------------------
+# --dry-run and --emit
+
+
+def gpu_hours(step, arch):
+    train_rate, infer_rate = THROUGHPUT[arch]
+    train_n, infer_n = step['cost']
+    return (train_n / train_rate + infer_n / infer_rate) / 3600
+
+
+def dry_run(c, steps):
+    total, by_kind = 0.0, {}
+    print(f'# plan: {len(steps)} steps, {sum(map(is_done, steps))} finished; out: {c.out}')
+    for s in steps:
+        h = gpu_hours(s, c.arch)
+        total += h
+        by_kind[s['kind']] = by_kind.get(s['kind'], 0.0) + h
+        state = 'done' if is_done(s) else f'{h:8.2f} h'
+        print(f'[{s["level"]}] {state:>10}  {shlex.join(s["cmd"])}')
+    kinds = ', '.join(f'{k} {v:.1f} h ({sum(s["kind"] == k for s in steps)} steps)' for k, v in by_kind.items() if v)
+    rates = THROUGHPUT[c.arch]
+    print(f'# estimated: {total:.1f} GPU hours on one H100 ({kinds or "nothing on the GPU"})')
+    print(f'# throughput {c.arch}: {rates[0]} images/s training, {rates[1]} inference -- {THROUGHPUT_SOURCE}')
+    print(f'# index, scan and subsets run on the CPU; figures in brackets are dependency levels (--emit --level)')
+    try:
+        check_inputs(c, steps)
+    except PlanError as e:
+        print(f'# warning: {e}')
+    return total
+
+
+def emit(c, steps, level=None):
+    """The unfinished steps as shell lines, dependencies first. Each line is guarded by its finished marker,
+    so running a line twice never redoes (or overwrites) a finished result."""
+    todo = [s for s in steps if not is_done(s) and (level is None or s['level'] == level)]
+    for s in todo:
+        print(f'test -e {shlex.quote(s["done"])} || {shlex.join(s["cmd"])}')
+    sys.stdout.flush()
+    print(f'# {len(todo)} commands ({sum(map(is_done, steps))} finished steps left out); levels '
+          f'{sorted({s["level"] for s in steps})}: run level N only after level N-1 has finished', file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The runner
+
+
+def visible_gpus():
+    """GPU ids to spread runs over: CUDA_VISIBLE_DEVICES if set, else what nvidia-smi lists, else none."""
+    env = os.environ.get('CUDA_VISIBLE_DEVICES')
+    if env is not None:
+        return [g for g in env.split(',') if g.strip() and g.strip() != '-1']
+    try:
+        out = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith('GPU ')]
+
+
+def summary(step):
+    """A short result of a finished step, for its line on the console."""
+    try:
+        r = json.load(open(step['done']))
+    except (OSError, ValueError):
+        return ''
+    for key, fmt in (('val_top1', 'val top-1 {:.1f}%'), ('test_mean_class_acc', 'mean class acc. {:.1f}%'),
+                     ('knn_top1', 'kNN top-1 {:.1f}%'), ('mean_difference', 'coarse - fine {:+.1f}'),
+                     ('train_images', '{} train images')):
+        if key in r:
+            return fmt.format(r[key])
+    return ''
+
+
+def run_steps(steps, log_dir, gpus=(), poll=0.5):
+    """Execute the unfinished steps, dependencies first; one per GPU at once, or one at a time on CPU.
+    A failed step blocks the steps that need it, the others go on. Returns the number of failed steps."""
+    by_key = {s['key']: s for s in steps}
+    todo = [s for s in steps if not is_done(s)]
+    print(f'plan: {len(steps)} steps, {len(steps) - len(todo)} finished (skipped), {len(todo)} to run'
+          + (f' on GPUs {",".join(gpus)}' if gpus else ' on CPU, one at a time'))
+    os.makedirs(log_dir, exist_ok=True)
+    slots = list(gpus) or [None]
+    running, failed, n = {}, set(), 0  # running: key -> (Popen, slot, start, log file)
+
+    def ready(s):
+        return all(is_done(by_key[k]) for k in s['needs'])
+
+    def blocked(s):
+        return any(k in failed or blocked(by_key[k]) for k in s['needs'] if not is_done(by_key[k]))
+
+    try:
+        while True:
+            pending = [s for s in todo if s['key'] not in running and s['key'] not in failed and not is_done(s)]
+            waiting = [s for s in pending if not blocked(s)]
+            for s in waiting:
+                free = [g for g in slots if g not in [r[1] for r in running.values()]]
+                if not free:
+                    break
+                if not ready(s):
+                    continue
+                n += 1
+                log = os.path.join(log_dir, s['key'].replace('/', '__').replace('#', '-') + '.log')
+                resume = os.path.exists(os.path.join(s['out'], 'checkpoint.pth'))
+                env = dict(os.environ, PYTHONUNBUFFERED='1')
+                if free[0] is not None:
+                    env['CUDA_VISIBLE_DEVICES'] = free[0]
+                cmd = [sys.executable if t == 'python' and i == 0 else t for i, t in enumerate(s['cmd'])]
+                f = open(log, 'a')
+                f.write(f'$ {shlex.join(s["cmd"])}\n')
+                f.flush()
+                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
+                running[s['key']] = (proc, free[0], time.time(), f, log)
+                gpu = f' [GPU {free[0]}]' if free[0] is not None else ''
+                print(f'[{n}/{len(todo)}] {"resume" if resume else "start"}: {s["what"]}{gpu}  (log: {log})', flush=True)
+            if not running:
+                break
+            time.sleep(poll)
+            for key, (proc, slot, t0, f, log) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                f.close()
+                del running[key]
+                s = by_key[key]
+                if proc.returncode == 0 and is_done(s):
+                    print(f'      done in {time.time() - t0:.0f}s: {s["what"]}  {summary(s)}', flush=True)
+                else:
+                    failed.add(key)
+                    tail = open(log).read().strip().splitlines()[-5:]
+                    print(f'      FAILED (exit {proc.returncode}): {s["what"]}; the last lines of {log}:\n        '
+                          + '\n        '.join(tail), flush=True)
+    except KeyboardInterrupt:
+        for proc, *_ in running.values():
+            proc.send_signal(signal.SIGINT)  # train.py keeps its last checkpoint; the same command resumes
+        for proc, *_ in running.values():
+            proc.wait()
+        print('\ninterrupted: run the same command again to resume', file=sys.stderr)
+        sys.exit(130)
+    left = [s for s in todo if not is_done(s)]
+    if left:
+        print(f'{len(failed)} steps failed and {len(left) - len(failed)} were blocked by them; fix the cause and run '
+              f'the same command again (finished steps are skipped)')
+    else:
+        print(f'all {len(steps)} steps finished')
+    return len(failed) + (1 if left and not failed else 0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def build(argv, *plan_fns, doc=None):
+    """(context, ordered steps) of the plans that plan_fns declare, from a command line."""
+    args = get_args_parser(doc).parse_args(argv)
+    if args.data_root and args.toy:
+        raise PlanError('give --data-root or --toy, not both')
+    c = Context(args)
+    for fn in plan_fns:
+        fn(c)
+    return c, c.ordered()
+
+
+def write_plans(c):
+    os.makedirs(os.path.join(c.out, 'plans'), exist_ok=True)
+    for p in c.plans:
+        path = os.path.join(c.out, 'plans', f'{p.name}.json')
+        with open(path + '.tmp', 'w') as f:
+            json.dump(p.to_json(), f, indent=1)
+        os.replace(path + '.tmp', path)
+
+
+def main(*plan_fns, doc=None, argv=None):
+    """The command line of every experiment script: build its plan, then dry-run, emit, or run it."""
+    try:
+        c, steps = build(sys.argv[1:] if argv is None else argv, *plan_fns, doc=doc)
+        if c.args.emit:
+            return emit(c, steps, c.args.level)
+        if c.args.dry_run:
+            return dry_run(c, steps)
+        check_inputs(c, steps)
+        check_conflicts(steps)
+    except PlanError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    write_plans(c)
+    gpus = visible_gpus() if c.args.gpus is None else visible_gpus()[:c.args.gpus]
+    failed = run_steps(steps, os.path.join(c.out, 'logs'), gpus)
+    print(f'report: python eval/report.py {c.out}')
+    sys.exit(1 if failed else 0)
