@@ -27,11 +27,16 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/knn.py` from anywhere
+from bench.common import cpu_description, record  # noqa: E402
 from eval.metrics import knn  # noqa: E402
 
 SECTION = '## kNN induction accuracy (eval/metrics.py knn)'
-HEADER = ('# Benchmarks\n\nBenchmarks. Each section gives the command that reproduces it, the machine, the date, and the '
-          'figures, measured in one run; ratios are what to compare across machines.\n')
+INTRO = ('Written by `bench/knn.py --record`, one block per command. '
+         'Random seeded float32 features (standard normal), k=5, queries in batches of 1024 as finetune.py\'s '
+         'knn task sends them, the database on the device once. Each timed row is every batch of its queries '
+         'against the whole database. Peak extra memory is the growth of the process\'s resident memory during '
+         'one knn call of one query batch (CPU: VmHWM in a child process, see `memory_child`; CUDA: '
+         '`max_memory_allocated`), the database and queries not counted.')
 # The full-size problems to extrapolate to. ILSVRC-2012: 1,281,167 train images, 50 val images per class
 # (Russakovsky et al. 2015, Table 2). Split B of the minimal split is 478 of the 1000 classes (subsets.py); its
 # train-image count depends on which classes, so 478/1000 of the train set is an approximation.
@@ -164,15 +169,7 @@ def peak_cpu_memory(args):
 def machine(device):
     if device.type == 'cuda':
         return f'{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}'
-    cpu = flags = '?'
-    for line in open('/proc/cpuinfo'):
-        if line.startswith('model name') and cpu == '?':
-            cpu = line.split(':', 1)[1].strip()
-        if line.startswith('flags') and flags == '?':
-            flags = line.split()
-    simd = ', '.join(s for s, f in (('AVX2', 'avx2'), ('AVX-512', 'avx512f')) if f in flags)
-    return (f'{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}' + (f' ({simd})' if simd else '')
-            + f'; {torch.get_num_threads()} torch threads')
+    return f'{cpu_description()}; {torch.get_num_threads()} torch threads'
 
 
 def busy_seconds():
@@ -248,38 +245,6 @@ def extrapolation(rows, times, args, device):
     return '\n'.join(out)
 
 
-def record(block_title, block, path=os.path.join(ROOT, 'BENCHMARKS.md')):
-    """Replace (or append) this command's ### block inside our section; leave the rest of the file alone.
-    The file is read right before it is written: other benchmarks record into it too."""
-    text = open(path).read() if os.path.exists(path) else HEADER
-    if SECTION not in text:
-        text = text.rstrip('\n') + f'\n\n{SECTION}\n\nWritten by `bench/knn.py --record`, one block per command. ' \
-            'Random seeded float32 features (standard normal), k=5, queries in batches of 1024 as finetune.py\'s ' \
-            'knn task sends them, the database on the device once. Each timed row is every batch of its queries ' \
-            'against the whole database. Peak extra memory is the growth of the process\'s resident memory during ' \
-            'one knn call of one query batch (CPU: VmHWM in a child process, see `memory_child`; CUDA: ' \
-            '`max_memory_allocated`), the database and queries not counted.\n'
-    start = text.index(SECTION)
-    nxt = text.find('\n## ', start + len(SECTION))
-    end = len(text) if nxt < 0 else nxt + 1
-    section = text[start:end]
-    heading = f'### {block_title}'
-    if heading in section:
-        b0 = section.index(heading)
-        b1 = section.find('\n### ', b0 + len(heading))
-        b1 = len(section) if b1 < 0 else b1 + 1
-        section = section[:b0] + block.rstrip('\n') + '\n\n' + section[b1:]
-    else:
-        section = section.rstrip('\n') + '\n\n' + block
-    section = section.rstrip('\n') + '\n' + ('\n' if nxt >= 0 else '')
-    with open(path + '.tmp', 'w') as f:
-        f.write(text[:start] + section + text[end:])
-    os.replace(path + '.tmp', path)
-    print(f'recorded in {path}')
-
-
-# ---------------------------------------------------------------------------------------------------------- main
-
 def main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -331,7 +296,7 @@ def main(args):
         block = (f'### `{cmd}`\n\n{datetime.date.today().isoformat()}; git {sha}; {machine(device)}; '
                  f'torch {torch.__version__}.\nD={args.dim}, k={args.k}, query batches of {args.batch}; '
                  f'{args.repeats} rounds over the grid; {quiet}.\n\n{out}\n\n{notes}\n')
-        record(f'`{cmd}`', block)
+        record(SECTION, INTRO, f'`{cmd}`', block)
 
 
 if __name__ == '__main__':

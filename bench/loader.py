@@ -29,11 +29,13 @@ from PIL import Image, ImageDraw
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/loader.py` from anywhere
+from bench.common import cpu_description, record  # noqa: E402
 from data_dali import MEAN, STD, STYLES, classification_loader  # noqa: E402
 
 SECTION = '## Loader: DALI CPU pipeline vs PIL DataLoader'
-HEADER = ('# Benchmarks\n\nBenchmarks. Each section gives the command that reproduces it, the machine, the date, and the '
-          'figures, measured in one run; ratios are what to compare across machines.\n')
+INTRO = ('Written by `bench/loader.py --record`, one block per command. '
+         'CPU ms per image counts every process of one side (DataLoader: main and workers), so a busy neighbour '
+         'changes it little; the last column says how quiet the machine was.')
 
 
 def get_args_parser():
@@ -229,17 +231,6 @@ def run_dali(args, root, manifest, device):
 
 # ---------------------------------------------------------------- report
 
-def machine():
-    cpu = flags = '?'
-    for line in open('/proc/cpuinfo'):
-        if line.startswith('model name') and cpu == '?':
-            cpu = line.split(':', 1)[1].strip()
-        if line.startswith('flags') and flags == '?':
-            flags = line.split()
-    simd = ', '.join(s for s, f in (('AVX2', 'avx2'), ('AVX-512', 'avx512f')) if f in flags)
-    return f'{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}' + (f' ({simd})' if simd else '')
-
-
 def versions():
     import nvidia.dali
     return f'torch {torch.__version__}, DALI {nvidia.dali.__version__}, Pillow {PIL.__version__}'
@@ -266,36 +257,10 @@ def table(results, args):
     return '\n'.join(rows)
 
 
-def record(block_title, block, path=os.path.join(ROOT, 'BENCHMARKS.md')):
-    """Replace (or append) this command's ### block inside our section; leave the rest of the file alone."""
-    text = open(path).read() if os.path.exists(path) else HEADER
-    if SECTION not in text:
-        text = text.rstrip('\n') + f'\n\n{SECTION}\n\nWritten by `bench/loader.py --record`, one block per command. ' \
-            'CPU ms per image counts every process of one side (DataLoader: main and workers), so a busy neighbour ' \
-            'changes it little; the last column says how quiet the machine was.\n'
-    start = text.index(SECTION)
-    nxt = text.find('\n## ', start + len(SECTION))
-    end = len(text) if nxt < 0 else nxt + 1
-    section = text[start:end]
-    heading = f'### {block_title}'
-    if heading in section:
-        b0 = section.index(heading)
-        b1 = section.find('\n### ', b0 + len(heading))
-        b1 = len(section) if b1 < 0 else b1 + 1
-        section = section[:b0] + block.rstrip('\n') + '\n\n' + section[b1:]
-    else:
-        section = section.rstrip('\n') + '\n\n' + block
-    section = section.rstrip('\n') + '\n' + ('\n' if nxt >= 0 else '')
-    with open(path + '.tmp', 'w') as f:
-        f.write(text[:start] + section + text[end:])
-    os.replace(path + '.tmp', path)
-    print(f'recorded in {path}')
-
-
 def main(args):
     print(' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
     sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    print(f'git {sha}; {machine()}; {versions()}')
+    print(f'git {sha}; {cpu_description()}; {versions()}')
     if args.device == 'gpu' and not torch.cuda.is_available():
         raise SystemExit('--device gpu needs CUDA')
     if args.workers < 1:
@@ -339,11 +304,11 @@ def main(args):
         aug = ('random-resized crop (0.08-1, 3/4-4/3) to {c}, mirror' if args.style == 'inception'
                else 'shorter side to {r}, random {c} crop, mirror').format(c=args.crop, r=args.resize)
         cmd = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
-        block = (f'### `{cmd}`\n\n{datetime.date.today().isoformat()}; {machine()}; {versions()}.\n'
+        block = (f'### `{cmd}`\n\n{datetime.date.today().isoformat()}; {cpu_description()}; {versions()}.\n'
                  f'{n} {what}; {args.style} style ({aug}), float NCHW normalised; batch {args.batch_size}; '
                  f'{args.workers} DataLoader workers vs {args.workers} DALI threads; {args.warmup} warm-up + '
                  f'{args.epochs} timed epochs per round, {args.rounds} rounds alternating PIL and DALI.\n\n{out}\n')
-        record(f'`{cmd}`', block)
+        record(SECTION, INTRO, f'`{cmd}`', block)
 
 
 if __name__ == '__main__':
