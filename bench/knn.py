@@ -61,7 +61,7 @@ def get_args_parser():
     p.add_argument('--dim', type=int, default=4096, help='feature size (AlexNet fc7, the paper\'s kNN feature)')
     p.add_argument('--k', type=int, default=5, help='finetune.py knn_task: top-1 and top-5 of the 5 nearest')
     p.add_argument('--batch', type=int, default=1024, help='queries per knn call (finetune.py knn_task)')
-    p.add_argument('--chunks', type=int, nargs='+', default=[65536, 8192],
+    p.add_argument('--chunks', type=int, nargs='+', default=[8192, 65536],
                    help='database chunk sizes; the first (knn\'s default) for the sweeps, the rest at the largest N')
     p.add_argument('--metrics', nargs='+', default=['l2', 'cosine'], choices=['l2', 'cosine'])
     p.add_argument('--repeats', type=int, default=3,
