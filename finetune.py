@@ -196,11 +196,12 @@ def network(args, num_classes=None):
     if src.get('arch') not in (None, args.arch):
         raise UserError(f'{args.init} holds a {src["arch"]}, not the --arch {args.arch} asked for')
     args.width = args.width or src.get('width', 1.0)
+    args.norm = src.get('norm', 'bn')  # a GroupNorm network is fine-tuned as one (He et al. 2019)
     args.crop = args.crop or src.get('crop') or INPUT_SIZE[args.arch]
     args.resize = args.resize or src.get('resize') or 256
     head = (AlexNet if args.arch.startswith('alexnet') else ResNet).head_name
     n = num_classes or (sd[f'{head}.weight'].shape[0] if sd is not None else None)
-    model = get_model(args.arch, n, src.get('norm', 'bn'), src.get('dropout', 0.5), args.width)
+    model = get_model(args.arch, n, args.norm, src.get('dropout', 0.5), args.width)
     if sd is not None:
         if num_classes is None:  # the whole network, head included: analyses of the pre-trained classifier
             try:
@@ -244,7 +245,7 @@ def finish(out, args, result, record_args=True):
 
 
 def run_training(args, rest, data_dir, out):
-    argv = ['--subset', data_dir, '--out', out, '--arch', args.arch, '--width', str(args.width), '--crop', str(args.crop),
+    argv = ['--subset', data_dir, '--out', out, '--arch', args.arch, '--norm', args.norm, '--width', str(args.width), '--crop', str(args.crop),
             '--resize', str(args.resize), '--seed', str(args.seed), '--workers', str(args.workers), *RECIPE]
     if args.init != 'scratch':
         argv += ['--init', os.path.abspath(args.init)]

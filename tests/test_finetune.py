@@ -118,3 +118,13 @@ def test_bad_input(toy, pretrained, tmp_path):
         assert p.returncode == 2 and 'Traceback' not in p.stderr, (args, p.stderr)
         assert message in p.stderr.strip().splitlines()[-1], (args, p.stderr)
         assert not out.exists(), args
+
+
+def test_torchvision_format_weights_load(toy, tmp_path):
+    # A state_dict with torchvision's keys (test_models checks they are torchvision's) loads through the same
+    # safe path, its 1000-way head replaced by an 8-way one.
+    torch.save(get_model('alexnet_tv', 1000).state_dict(), tmp_path / 'alexnet-tv.pth')
+    run('finetune.py', 'sun397', '--sun-root', os.path.join(toy['root'], 'SUN397'), '--mode', 'linear', '--arch', 'alexnet_tv',
+        '--init', str(tmp_path / 'alexnet-tv.pth'), '--crop', '96', '--resize', '108', '--lambdas', '0.1', '--out', str(tmp_path / 'tv'))
+    r = transfer(tmp_path / 'tv')
+    assert r['feature_dim'] == 4096 and r['classes'] == 8 and r['test_images'] == 160
