@@ -1,11 +1,13 @@
-"""Readers of on-disk formats: the ILSVRC-2012 folders and val labels, and the project's own manifests.
-(VOC XML / ImageSets and SUN397 partitions join with the transfer tasks.) Nothing here decodes images.
+"""Readers of on-disk formats: the ILSVRC-2012 folders and val labels, the project's own manifests, SUN397
+partitions and PASCAL VOC annotations. Nothing here decodes images.
 
     from datasets import scan_imagenet
     rows = scan_imagenet('/data/imagenet')   # [(split, relative path, wnid)], sorted
 """
 import os
 import sys
+import xml.etree.ElementTree as ET
+import xml.parsers.expat
 
 from engine import UserError
 
@@ -150,3 +152,75 @@ def read_sun397(root, split):
             raise UserError(f'{path} lists no images')
         out.append(rows)
     return cats, out[0], out[1]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# PASCAL VOC annotations (VOCdevkit: VOC2007/Annotations/*.xml; VOC2012 action annotations add <actions>)
+
+VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow', 'diningtable',
+               'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
+# VOC 2012 action classes (devkit doc §2.4); people doing none of them are labelled 'other', which is never scored.
+VOC_ACTIONS = ('jumping', 'phoning', 'playinginstrument', 'reading', 'ridingbike', 'ridinghorse', 'running',
+               'takingphoto', 'usingcomputer', 'walking')
+
+
+def parse_xml(path):
+    """The root element of an XML file, parsed with expat directly so that no DTD is accepted: with no DTD
+    there are no entity declarations to expand ("billion laughs") and no external entities to fetch.
+    VOC annotations never have one."""
+    def refuse(*_):
+        raise UserError(f'{path}: XML with a DTD or entity declarations is refused (entities are never expanded)')
+    builder = ET.TreeBuilder()
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    try:
+        with open(path, 'rb') as f:
+            parser.ParseFile(f)
+        return builder.close()
+    except xml.parsers.expat.ExpatError as e:
+        raise UserError(f'{path}: not well-formed XML ({e})') from None
+    except AssertionError:  # TreeBuilder.close() on a document with no element
+        raise UserError(f'{path}: no XML element') from None
+
+
+def read_voc_annotation(path):
+    """{'filename', 'size': (width, height), 'objects': [{'name', 'bbox': (xmin, ymin, xmax, ymax), 'difficult',
+    'truncated', 'actions': {action: 0 or 1} (VOC 2012 action sets only)}]}. Boxes are VOC's 1-based pixel
+    coordinates, as written."""
+    root = parse_xml(path)
+
+    def field(el, name, convert=str, default=None):
+        found = el.find(name)
+        if found is None or found.text is None:
+            if default is not None:
+                return default
+            raise UserError(f'{path}: <{el.tag}> has no <{name}>')
+        try:
+            return convert(found.text.strip())
+        except ValueError:
+            raise UserError(f'{path}: <{name}> holds {found.text.strip()[:40]!r}, not a number') from None
+
+    def number(text):
+        return int(float(text))  # some VOC boxes are written as decimals
+    if root.tag != 'annotation':
+        raise UserError(f'{path}: the root element is <{root.tag}>, not <annotation>')
+    size = root.find('size')
+    out = {'filename': field(root, 'filename'),
+           'size': (field(size, 'width', number), field(size, 'height', number)) if size is not None else None,
+           'objects': []}
+    for obj in root.findall('object'):
+        box = obj.find('bndbox')
+        if box is None:
+            raise UserError(f'{path}: an <object> has no <bndbox>')
+        o = {'name': field(obj, 'name'), 'bbox': tuple(field(box, k, number) for k in ('xmin', 'ymin', 'xmax', 'ymax')),
+             'difficult': field(obj, 'difficult', number, 0), 'truncated': field(obj, 'truncated', number, 0)}
+        actions = obj.find('actions')
+        if actions is not None:
+            o['actions'] = {a.tag: field(actions, a.tag, number) for a in actions}
+        out['objects'].append(o)
+    return out

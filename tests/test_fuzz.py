@@ -70,3 +70,19 @@ def test_fuzz_class_list(content):
     with tempfile.TemporaryDirectory() as d:
         mapping = check(subsets.read_class_list, os.path.join(d, 'classes.txt'), content)
         assert mapping is None or all(subsets.WNID.match(k) for k in mapping)
+
+
+XML_PARTS = st.sampled_from(['<annotation>', '</annotation>', '<object>', '</object>', '<name>', '</name>', 'dog',
+                             '<bndbox>', '</bndbox>', '<xmin>', '</xmin>', '3', '-1', '2.5', 'x', '<size>', '</size>',
+                             '<width>', '</width>', '<filename>', '</filename>', '<actions>', '</actions>', '<!DOCTYPE a>',
+                             '&amp;', '&lol;', '<', '>', '\x00', 'é'])
+
+
+@SETTINGS
+@given(st.one_of(st.lists(XML_PARTS, max_size=60).map(''.join), st.text(max_size=200)))
+def test_fuzz_voc_annotation(content):
+    from datasets import read_voc_annotation
+    with tempfile.TemporaryDirectory() as d:
+        result = check(read_voc_annotation, os.path.join(d, '000001.xml'), content)
+        if result is not None:
+            assert all(len(o['bbox']) == 4 for o in result['objects'])

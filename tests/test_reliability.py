@@ -131,3 +131,31 @@ def test_paths_cannot_leave_the_data_root(toy, tmp_path):
     (bad / 'train.txt').write_text('../../../etc/passwd 0\n')
     p = run('train.py', '--subset', str(bad), '--out', str(tmp_path / 'run'), check=False)
     assert p.returncode == 2 and 'would leave the data root' in p.stderr and not (tmp_path / 'run').exists()
+
+
+VOC_ACTION_XML = """<annotation><filename>2010_000001.jpg</filename><size><width>500</width><height>375</height></size>
+<object><name>person</name><bndbox><xmin>12.5</xmin><ymin>40</ymin><xmax>300</xmax><ymax>375</ymax></bndbox>
+<actions><jumping>0</jumping><phoning>1</phoning><walking>0</walking><other>0</other></actions></object>
+</annotation>"""
+
+BILLION_LAUGHS = """<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">
+<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<annotation><filename>&lol3;</filename></annotation>"""
+
+EXTERNAL = """<?xml version="1.0"?><!DOCTYPE a [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<annotation><filename>&xxe;</filename></annotation>"""
+
+
+def test_voc_xml_is_read_without_expanding_entities(tmp_path):
+    from datasets import read_voc_annotation
+    real = read_voc_annotation(os.path.join(os.path.dirname(__file__), 'data', 'voc2007_annotation_000002.xml'))
+    assert real == {'filename': '000002.jpg', 'size': (335, 500),  # VOC2007 Annotations/000002.xml, as released
+                    'objects': [{'name': 'train', 'bbox': (139, 200, 207, 301), 'difficult': 0, 'truncated': 0}]}
+    (tmp_path / 'action.xml').write_text(VOC_ACTION_XML)
+    person = read_voc_annotation(tmp_path / 'action.xml')['objects'][0]
+    assert person['bbox'] == (12, 40, 300, 375) and person['actions']['phoning'] == 1 and person['actions']['other'] == 0
+    for name, text in (('laughs.xml', BILLION_LAUGHS), ('xxe.xml', EXTERNAL), ('utf16.xml', EXTERNAL)):
+        path = tmp_path / name
+        path.write_bytes(text.encode('utf-16') if name == 'utf16.xml' else text.encode())
+        with pytest.raises(UserError, match=f'{name}: XML with a DTD or entity declarations is refused'):
+            read_voc_annotation(path)
