@@ -86,7 +86,8 @@ def get_args_parser(doc=None):
     d = p.add_argument_group('data (one of --data-root or --toy)')
     d.add_argument('--data-root', default=None, help='folder holding imagenet/ (train/, val/; or train/ and val/ '
                    'themselves), SUN397/ and later VOCdevkit/')
-    d.add_argument('--toy', action='store_true', help='the toy data (python toydata.py --out data/toy) and toy recipes')
+    d.add_argument('--toy', action='store_true', help='toy recipes on the toy data (default --data-root data/toy, made by '
+                   'python toydata.py --out data/toy)')
     d.add_argument('--imagenet', default=None, help='ImageNet root (default: DATA_ROOT/imagenet, or DATA_ROOT)')
     d.add_argument('--sun397', default=None, help='SUN397 root (default: DATA_ROOT/SUN397)')
     d.add_argument('--voc', default=None, help='VOCdevkit root (default: DATA_ROOT/VOCdevkit; detection is issue 5)')
@@ -493,6 +494,8 @@ def summary(step):
         r = json.load(open(step['done']))
     except (OSError, ValueError):
         return ''
+    if not isinstance(r, dict):
+        return ''
     for key, fmt in (('val_top1', 'val top-1 {:.1f}%'), ('test_mean_class_acc', 'mean class acc. {:.1f}%'),
                      ('knn_top1', 'kNN top-1 {:.1f}%'), ('mean_difference', 'coarse - fine {:+.1f}'),
                      ('train_images', '{} train images')):
@@ -501,7 +504,7 @@ def summary(step):
     return ''
 
 
-def run_steps(steps, log_dir, gpus=(), poll=0.5):
+def run_steps(steps, log_dir, gpus=(), poll=0.5, base='.'):
     """Execute the unfinished steps, dependencies first; one per GPU at once, or one at a time on CPU.
     A failed step blocks the steps that need it, the others go on. Returns the number of failed steps."""
     by_key = {s['key']: s for s in steps}
@@ -529,7 +532,9 @@ def run_steps(steps, log_dir, gpus=(), poll=0.5):
                 if not ready(s):
                     continue
                 n += 1
-                log = os.path.join(log_dir, s['key'].replace('/', '__').replace('#', '-') + '.log')
+                rel = os.path.relpath(s['key'], base)
+                rel = s['key'].strip('/') if rel.startswith('..') else rel
+                log = os.path.join(log_dir, rel.replace('/', '__').replace('#', '-') + '.log')
                 resume = os.path.exists(os.path.join(s['out'], 'checkpoint.pth'))
                 env = dict(os.environ, PYTHONUNBUFFERED='1')
                 if free[0] is not None:
@@ -580,8 +585,6 @@ def run_steps(steps, log_dir, gpus=(), poll=0.5):
 def build(argv, *plan_fns, doc=None):
     """(context, ordered steps) of the plans that plan_fns declare, from a command line."""
     args = get_args_parser(doc).parse_args(argv)
-    if args.data_root and args.toy:
-        raise PlanError('give --data-root or --toy, not both')
     c = Context(args)
     for fn in plan_fns:
         fn(c)
@@ -612,6 +615,6 @@ def main(*plan_fns, doc=None, argv=None):
         sys.exit(2)
     write_plans(c)
     gpus = visible_gpus() if c.args.gpus is None else visible_gpus()[:c.args.gpus]
-    failed = run_steps(steps, os.path.join(c.out, 'logs'), gpus)
+    failed = run_steps(steps, os.path.join(c.out, 'logs'), gpus, base=c.out)
     print(f'report: python eval/report.py {c.out}')
     sys.exit(1 if failed else 0)

@@ -1,0 +1,490 @@
+"""A tree of runs -> report/report.md and its PNG figures: each figure and table of the paper in its layout,
+the paper's published numbers beside ours, mean +- std over seeds, and a TensorBoard HParams summary.
+
+    python eval/report.py runs/paper-toy                     # -> report/report.md, report/*.png, report/hparams/
+    python eval/report.py runs/paper --out report-paper      # the real runs
+    tensorboard --logdir report/hparams                      # the whole grid in TensorBoard's HParams tab
+
+It reads the plans the experiment scripts write (TREE/plans/<name>.json: which run holds which number of which
+figure) and each run's own files (metrics.json, transfer.json, args.json, neighbours.tsv, coarse_fine.tsv).
+A run that is planned but not finished shows as pending; a measure the codebase cannot run yet (VOC
+detection, issue 5) shows the paper's number and "not run". Every run directory of the tree is listed at the
+end, with the arguments that differ between runs, so an ablation run by hand shows up too.
+"""
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import random
+import shutil
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont, ImageOps  # noqa: E402
+
+# The paper's order; other plans (your ablations) follow by name.
+ORDER = ['fig1_images_per_class', 'fig2_num_classes', 'table1_topdown127', 'table2_classes_vs_images',
+         'table3_pascal_removed', 'fig4_induction', 'fig5_nn_grid', 'fig6_coarse_fine', 'fig8_fig9_splits',
+         'rethinking_scratch', 'kornblith']
+COLOURS = {'fine': (40, 170, 60), 'coarse': (245, 150, 20), 'wrong': (215, 40, 40), 'query': (60, 60, 60)}
+# args.json keys shown in the HParams summary and the run table (the rest is bookkeeping)
+HPARAMS = ('arch', 'subset', 'seed', 'iters', 'epochs', 'batch_size', 'lr', 'width', 'dropout', 'norm',
+           'label_smoothing', 'wd_norm', 'style', 'crop', 'init', 'train_layers')
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description='Turn a tree of runs into report.md, PNG figures and an HParams summary.')
+    p.add_argument('tree', help='the --out folder of the experiment scripts (holds plans/ and the run directories)')
+    p.add_argument('--out', default='report', help='report folder')
+    p.add_argument('--no-hparams', action='store_true', help='skip the TensorBoard HParams summary (saves importing torch)')
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading results
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def load_plans(tree):
+    plans = [p for p in (read_json(f) for f in glob.glob(os.path.join(tree, 'plans', '*.json'))) if p]
+    return sorted(plans, key=lambda p: (ORDER.index(p['name']) if p['name'] in ORDER else len(ORDER), p['name']))
+
+
+def value(tree, run, col):
+    """The column's metric of one run directory, or None when it has not finished."""
+    r = read_json(os.path.join(tree, run, col['file'])) if run else None
+    v = r.get(col['metric']) if r else None
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def labels_in_order(plan):
+    """Row labels in plan order, then labels the paper has and no row stands for (e.g. Places in Table 3)."""
+    out = []
+    for r in plan['rows']:
+        if r['label'] not in out:
+            out.append(r['label'])
+    covered = {r['paper_as'] or r['label'] for r in plan['rows']}
+    for col in plan['columns']:
+        for lab in col['paper']:
+            if lab not in covered and lab not in out:
+                out.append(lab)
+    return out
+
+
+def collect(tree, plan):
+    """{label: {col key: {'values': [...], 'planned': n, 'paper': v or None}}} and {label: x}."""
+    table, xs = {}, {}
+    for label in labels_in_order(plan):
+        rows = [r for r in plan['rows'] if r['label'] == label]
+        xs[label] = rows[0]['x'] if rows else None
+        paper_label = (rows[0]['paper_as'] or label) if rows else label
+        table[label] = {}
+        for col in plan['columns']:
+            runs = [r['runs'].get(col['key']) for r in rows]
+            planned = [run for run in runs if run]
+            vals = [v for v in (value(tree, run, col) for run in planned) if v is not None]
+            table[label][col['key']] = {'values': vals, 'planned': len(planned), 'paper': col['paper'].get(paper_label),
+                                        'paper_label': paper_label}
+    return table, xs
+
+
+def mean_std(vals):
+    m = sum(vals) / len(vals)
+    s = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+    return m, s
+
+
+def fmt_number(v):
+    return f'{v:.0f}' if float(v).is_integer() and abs(v) >= 1 else f'{v:.1f}'
+
+
+def fmt_cell(cell):
+    vals = cell['values']
+    if not cell['planned']:
+        return 'not run'
+    if not vals:
+        return f'pending (0/{cell["planned"]})'
+    m, s = mean_std(vals)
+    text = fmt_number(m) if s is None else f'{m:.1f} ± {s:.1f}'
+    if len(vals) > 1:
+        text += f' (n={len(vals)})'
+    if len(vals) < cell['planned']:
+        text += f', {len(vals)}/{cell["planned"]} done'
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tables and figures
+
+
+def md_table(header, rows):
+    esc = lambda s: str(s).replace('|', '\\|')  # noqa: E731
+    lines = ['| ' + ' | '.join(map(esc, header)) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(map(esc, r)) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+
+def plan_table(plan, table):
+    header, cols = ['pre-training' if plan['layout'] != 'curve' else (plan['xlabel'] or '')], []
+    for col in plan['columns']:
+        header.append(f'{col["title"]}: ours')  # "not run" where we cannot run it yet: the gap stays visible
+        cols.append((col, 'ours'))
+        if col['paper']:
+            header.append(f'{col["title"]}: paper')
+            cols.append((col, 'paper'))
+    rows = []
+    for lab, cells in table.items():
+        paper_label = next(iter(cells.values()))['paper_label'] if cells else lab
+        name = lab if paper_label == lab or not any(col['paper'] for col in plan['columns']) else f'{lab} (paper: {paper_label})'
+        row = [name]
+        for col, kind in cols:
+            cell = cells[col['key']]
+            if kind == 'ours':
+                row.append(fmt_cell(cell))
+            else:
+                row.append('—' if cell['paper'] is None else f'{cell["paper"]:.1f}')
+        rows.append(row)
+    notes = [f'{col["title"]}: {col["note"]}' for col in plan['columns'] if col.get('note')]
+    return md_table(header, rows), notes
+
+
+def plot_curves(plan, table, xs, path):
+    """One panel per measure we ran (mean +- std over seeds against x), one per measure the paper gives."""
+    panels = []
+    for col in plan['columns']:
+        pts = [(xs[lab], *mean_std(c['values'])) for lab, cells in table.items() for c in [cells[col['key']]]
+               if c['values'] and xs.get(lab) is not None]
+        if pts:
+            panels.append(('ours', col, sorted(pts)))
+        paper = []
+        for lab, v in col['paper'].items():
+            try:
+                paper.append((float(lab), v, None))
+            except ValueError:
+                pass
+        if paper:
+            panels.append(('paper', col, sorted(paper)))
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (kind, col, pts) in zip(axes[0], panels):
+        x = [p[0] for p in pts]
+        y = [p[1] for p in pts]
+        err = [p[2] or 0 for p in pts]
+        style = dict(marker='o', color='tab:blue') if kind == 'ours' else dict(marker='s', color='tab:gray', linestyle='--')
+        ax.errorbar(x, y, yerr=err if any(err) else None, capsize=3, **style)
+        ax.set_title(('ours: ' if kind == 'ours' else 'paper: ') + col['title'], fontsize=9)
+        ax.set_xlabel(plan['xlabel'] or '' if kind == 'ours' else 'the paper\'s ' + (plan['xlabel'] or ''), fontsize=9)
+        if min(x) > 0 and max(x) / min(x) >= 10:
+            ax.set_xscale('log')
+        ax.set_xticks(x, [fmt_number(v) for v in x])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+    fig.suptitle(plan['title'], fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def spearman(a, b):
+    """Spearman's rank correlation (average ranks for ties); None with fewer than 3 points."""
+    if len(a) < 3:
+        return None
+
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    var = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+    return cov / var if var else None
+
+
+def plot_correlation(plan, table, path):
+    """Transfer against ImageNet accuracy, one point per network (seed means); Spearman's rho per measure."""
+    xcol, ycols = plan['columns'][0], plan['columns'][1:]
+    lines, panels = [], []
+    for col in ycols:
+        pts = [(mean_std(c[xcol['key']]['values'])[0], mean_std(c[col['key']]['values'])[0], lab)
+               for lab, c in table.items() if c[xcol['key']]['values'] and c[col['key']]['values']]
+        rho = spearman([p[0] for p in pts], [p[1] for p in pts])
+        lines.append(f'Spearman rank correlation of {xcol["title"]} and {col["title"]}: '
+                     + (f'{rho:+.2f} over {len(pts)} networks' if rho is not None else f'needs 3 networks ({len(pts)} finished)'))
+        if pts:
+            panels.append((col, pts, rho))
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+        for ax, (col, pts, rho) in zip(axes[0], panels):
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], color='tab:blue')
+            for x, y, lab in pts:
+                ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords='offset points')
+            ax.set_xlabel(xcol['title'], fontsize=9)
+            ax.set_ylabel(col['title'], fontsize=9)
+            ax.set_title(f'Spearman rho = {rho:+.2f}' if rho is not None else 'rho: too few networks', fontsize=9)
+            ax.margins(0.2)  # room for the labels
+            ax.grid(alpha=0.3)
+        fig.suptitle(plan['title'], fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return lines, bool(panels)
+
+
+def thumb(path, size, border=0, colour=(0, 0, 0)):
+    """A square thumbnail (centre crop) with a coloured frame; a grey square when the image cannot be read."""
+    try:
+        im = ImageOps.fit(Image.open(path).convert('RGB'), (size - 2 * border,) * 2)
+    except OSError:
+        im = Image.new('RGB', (size - 2 * border,) * 2, (200, 200, 200))
+    return ImageOps.expand(im, border=border, fill=colour) if border else im
+
+
+def nn_grid(tree, run, title, path, size=96, pad=6):
+    """Paper Fig. 5: a row per query (framed grey) and its neighbours, framed by verdict. None if not finished."""
+    tsv = os.path.join(tree, run, 'neighbours.tsv')
+    if not os.path.exists(tsv):
+        return None
+    with open(tsv) as f:
+        root = f.readline().rstrip('\n').split('\t')[1]
+        rows = [line.rstrip('\n').split('\t') for line in f][1:]
+    queries = []
+    for q, _, rank, p, _, verdict in rows:
+        if rank == '0':
+            queries.append([])
+        queries[-1].append((p, verdict))
+    k = max(len(q) for q in queries)
+    head, font = 44, ImageFont.load_default(size=13)
+    lines = [f'network trained on {title}', 'query (grey), then its nearest neighbours: green = same fine class, '
+             'orange = same coarse class, red = neither']
+    width = max(pad + k * (size + pad) + 30, max(int(font.getlength(t)) for t in lines) + 2 * pad)
+    canvas = Image.new('RGB', (width, head + len(queries) * (size + pad) + pad), 'white')
+    d = ImageDraw.Draw(canvas)
+    for i, t in enumerate(lines):
+        d.text((pad, 4 + 18 * i), t, fill='black', font=font)
+    for i, row in enumerate(queries):
+        for j, (p, verdict) in enumerate(row):
+            x = pad + j * (size + pad) + (30 if j else 0)
+            canvas.paste(thumb(os.path.join(root, p), size, 6, COLOURS[verdict]), (x, head + i * (size + pad)))
+    canvas.save(path)
+    return path
+
+
+def collage(tree, sides, path, per_row=8, size=80, pad=4):
+    """Paper Fig. 8: sample train images of each side of the splits, one row a side, distinct classes."""
+    rows = []
+    for label, subset in sides:
+        manifest, meta = os.path.join(tree, subset, 'train.txt'), read_json(os.path.join(tree, subset, 'meta.json'))
+        if not (os.path.exists(manifest) and meta):
+            continue
+        by_class = {}
+        with open(manifest) as f:
+            for line in f:
+                p, lab = line.rsplit(' ', 1)
+                by_class.setdefault(int(lab), []).append(p)
+        classes = sorted(by_class)
+        picked = [classes[round(i * (len(classes) - 1) / max(1, per_row - 1))] for i in range(min(per_row, len(classes)))]
+        rng = random.Random(label)
+        rows.append((label, [os.path.join(meta['root'], rng.choice(by_class[c])) for c in picked]))
+    if not rows:
+        return None
+    left, font = 160, ImageFont.load_default(size=13)
+    canvas = Image.new('RGB', (left + per_row * (size + pad), len(rows) * (size + pad) + pad), 'white')
+    d = ImageDraw.Draw(canvas)
+    for i, (label, paths) in enumerate(rows):
+        y = pad + i * (size + pad)
+        d.text((pad, y + size // 2 - 8), label, fill='black', font=font)
+        for j, p in enumerate(paths):
+            canvas.paste(thumb(p, size), (left + j * (size + pad), y))
+    canvas.save(path)
+    return path
+
+
+def coarse_fine_figure(tree, runs, path, top=8):
+    """Paper Fig. 6 from coarse_fine.tsv (the first finished seed): the largest and smallest differences."""
+    for run in runs:
+        tsv = os.path.join(tree, run, 'coarse_fine.tsv')
+        if os.path.exists(tsv):
+            break
+    else:
+        return None, []
+    with open(tsv) as f:
+        next(f)
+        rows = [line.rstrip('\n').split('\t') for line in f]
+    shown = rows[:top] + rows[max(top, len(rows) - top):]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2))
+    diffs = [float(r[5]) for r in shown]
+    ax.barh(range(len(shown)), diffs, color=['tab:blue' if v >= 0 else 'tab:red' for v in diffs])
+    ax.set_yticks(range(len(shown)), [f'{r[1].split(",")[0]} ({r[2]})' for r in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel('coarse accuracy - mean fine accuracy (points)')
+    ax.set_title('Fig. 6: coarse against fine (classes with their number of fine classes)', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path, shown
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Every run of the tree, and the HParams summary
+
+
+def find_runs(tree):
+    """[(relative dir, args, kind, result, status)] of every run directory (one holding args.json)."""
+    out = []
+    for d, dirs, files in os.walk(tree):
+        dirs[:] = sorted(x for x in dirs if x not in ('tb', 'data', 'plans', 'logs'))
+        if 'args.json' not in files:
+            continue
+        args = read_json(os.path.join(d, 'args.json')) or {}
+        metrics, transfer = read_json(os.path.join(d, 'metrics.json')), read_json(os.path.join(d, 'transfer.json'))
+        if transfer:
+            kind = transfer.get('task', 'transfer') + (f' {transfer["mode"]}' if transfer.get('mode') else '')
+            keys = ('test_mean_class_acc', 'knn_top1', 'fine_correct', 'mean_difference')
+            result = next((f'{k} {transfer[k]:.2f}' for k in keys if isinstance(transfer.get(k), (int, float))), '')
+            status = 'finished'
+        elif 'task' in args or os.path.exists(os.path.join(d, 'data')):
+            kind, result, status = 'transfer', '', progress(d, args)
+        else:
+            kind = 'pre-training'
+            result = f'val top-1 {metrics["val_top1"]:.2f}' if metrics else ''
+            status = 'finished' if metrics else progress(d, args)
+        out.append((os.path.relpath(d, tree), args, kind, result, status))
+    return out
+
+
+def progress(d, args):
+    last = 0
+    try:
+        with open(os.path.join(d, 'log.jsonl')) as f:
+            for line in f:
+                last = max(last, json.loads(line).get('step', 0))
+    except (OSError, ValueError):
+        pass
+    return f'stopped at iteration {last} of {args.get("iters", "?")}' if last else 'not started'
+
+
+def hparam_value(v):
+    if isinstance(v, (bool, int, float, str)):
+        return os.path.basename(os.path.normpath(v)) if isinstance(v, str) and '/' in v else v
+    return None if v is None else str(v)
+
+
+def write_hparams(tree, plans, out):
+    """One HParams entry per figure row and seed: the pre-training's arguments and the row's measures."""
+    from torch.utils.tensorboard import SummaryWriter
+    log_dir = os.path.join(out, 'hparams')
+    shutil.rmtree(log_dir, ignore_errors=True)
+    n = 0
+    with SummaryWriter(log_dir) as w:
+        for plan in plans:
+            for r in plan['rows']:
+                metrics = {f'{plan["name"]}/{col["key"]}': v for col in plan['columns']
+                           for v in [value(tree, r['runs'].get(col['key']), col)] if v is not None}
+                if not metrics:
+                    continue
+                run = next(v for v in r['runs'].values() if v)
+                pre = run if os.path.exists(os.path.join(tree, run, 'metrics.json')) else os.path.dirname(run)
+                args = read_json(os.path.join(tree, pre, 'args.json')) or {}
+                hp = {'figure': plan['name'], 'row': r['label'], 'seed': r['seed'],
+                      **{k: hv for k in HPARAMS if k in args and k != 'seed' for hv in [hparam_value(args[k])] if hv is not None}}
+                w.add_hparams(hp, metrics, run_name=f'{plan["name"]}/{r["label"]}/s{r["seed"]}'.replace(' ', '_'))
+                n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def report(tree, out, hparams=True):
+    os.makedirs(out, exist_ok=True)
+    plans = load_plans(tree)
+    if not plans:
+        raise SystemExit(f'error: no plans in {os.path.join(tree, "plans")}: run an experiment script with --out {tree} first')
+    md = [f'# wmig report: {tree}', '',
+          f'Made by `python eval/report.py {tree}` on {datetime.date.today()}. Ours: mean ± sample std over seeds '
+          f'(n = seeds; one seed shows the value alone). "pending": planned, not finished; "not run": a measure '
+          f'this codebase cannot run yet; "—": the paper gives no number.', '']
+    if any(p.get('toy') for p in plans):
+        md += ['**Toy data.** These runs test the whole pipeline on the 20-class toy set; they are not evidence for '
+               'or against the paper. The paper\'s numbers are for real ImageNet and PASCAL VOC 2007; each toy row '
+               'names the paper row it stands for.', '']
+    for plan in plans:
+        table, xs = collect(tree, plan)
+        planned = {r['runs'][k] for r in plan['rows'] for k in r['runs'] if r['runs'][k]}
+        done = sum(1 for run in planned if any(os.path.exists(os.path.join(tree, run, f)) for f in ('metrics.json', 'transfer.json')))
+        md += [f'## {plan["title"]}', '', f'`{plan["name"]}` ({plan.get("arch", "")}): {done} of {len(planned)} runs finished.', '']
+        text, notes = plan_table(plan, table)
+        md += [text, '']
+        md += [f'- {n}' for n in notes + ([plan['note']] if plan.get('note') else [])] + ([''] if notes or plan.get('note') else [])
+        png = f'{plan["name"]}.png'
+        if plan['layout'] == 'curve' and plot_curves(plan, table, xs, os.path.join(out, png)):
+            md += [f'![{plan["title"]}]({png})', '']
+        if plan['layout'] == 'correlation':
+            lines, drawn = plot_correlation(plan, table, os.path.join(out, png))
+            md += [f'- {line}' for line in lines] + ['']
+            md += [f'![{plan["title"]}]({png})', ''] if drawn else []
+        ex = plan.get('extras', {})
+        for i, (label, run) in enumerate(ex.get('nn_grid', [])):
+            name = f'{plan["name"]}_{i}.png'
+            if nn_grid(tree, run, label, os.path.join(out, name)):
+                md += [f'Network trained on {label}:', '', f'![nearest neighbours, {label}]({name})', '']
+            else:
+                md += [f'Network trained on {label}: neighbours pending.', '']
+        if 'coarse_fine' in ex:
+            fig, shown = coarse_fine_figure(tree, ex['coarse_fine'], os.path.join(out, f'{plan["name"]}.png'))
+            if fig:
+                md += [md_table(['coarse class', 'fine classes', 'coarse acc.', 'mean fine acc.', 'difference'],
+                                [[r[1].split(',')[0], r[2], r[3], r[4], r[5]] for r in shown]), '',
+                       f'![coarse vs fine]({plan["name"]}.png)', '']
+        if ex.get('collage'):
+            name = f'{plan["name"]}_collage.png'
+            if collage(tree, ex['collage'], os.path.join(out, name)):
+                md += ['Fig. 8: sample training images of each side (one class each):', '', f'![splits]({name})', '']
+
+    runs = find_runs(tree)
+    pre = [a for _, a, kind, _, _ in runs if kind == 'pre-training']
+    varying = [k for k in HPARAMS if len({json.dumps(a.get(k)) for a in pre}) > 1 and k not in ('subset', 'seed')]
+    md += ['## Every run', '', f'{len(runs)} run directories under `{tree}`. Pre-training arguments that differ between '
+           f'runs: {", ".join(varying) or "none"}.', '']
+    md += [md_table(['run', 'kind', 'status', 'result', 'differing args'],
+                    [[d, kind, status, result, ' '.join(f'{k}={hparam_value(a.get(k))}' for k in varying if k in a)
+                      if kind == 'pre-training' else ''] for d, a, kind, result, status in runs]), '']
+    if hparams:
+        n = write_hparams(tree, plans, out)
+        md += ['## TensorBoard', '', f'{n} rows with results are in the HParams summary: '
+               f'`tensorboard --logdir {os.path.join(out, "hparams")}` (HParams tab); the training curves of each '
+               f'run are in its own `tb/`: `tensorboard --logdir {tree}`.', '']
+    with open(os.path.join(out, 'report.md'), 'w') as f:
+        f.write('\n'.join(md))
+    print(f'{os.path.join(out, "report.md")}: {len(plans)} figures and tables, {len(runs)} runs')
+    return os.path.join(out, 'report.md')
+
+
+if __name__ == '__main__':
+    a = get_args_parser().parse_args()
+    if not os.path.isdir(a.tree):
+        sys.exit(f'error: no such folder: {a.tree}')
+    report(a.tree, a.out, not a.no_hparams)
