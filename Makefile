@@ -5,7 +5,12 @@ PY := .venv/bin/python
 DEMO_TRAIN := --crop 96 --resize 108 --width 0.25 --batch-size 64 --lr 0.02 --iters 600 --lr-steps 450 \
 	--eval-every 200 --save-every 200 --log-every 50
 
-.PHONY: demo test clean
+# The reduced toy paper that `make demo` ends with (experiments/paper.py --quick): Fig. 1 (15/30/60 images per
+# class), Fig. 2 (20/12/5 classes), Table 3 and the from-scratch comparison, then report/report.md.
+DEMO_PAPER := fig1_images_per_class fig2_num_classes table3_pascal_removed rethinking_scratch
+TOY_PLAN := experiments/paper.py --toy --index subsets/toy/index.tsv
+
+.PHONY: demo paper-toy test clean
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -23,9 +28,18 @@ demo: .venv/installed data/toy/.done
 	$(PY) data_dali.py scan subsets/toy
 	$(PY) subsets.py make full --index subsets/toy/index.tsv
 	$(PY) train.py --subset subsets/toy/full --out runs/toy-demo $(DEMO_TRAIN)
+	$(PY) $(TOY_PLAN) --quick --only $(DEMO_PAPER)
+	$(PY) eval/report.py runs/paper-toy --out report
+
+# Every experiment script on toy data (runs already made by `make demo` are skipped), then the report.
+paper-toy: .venv/installed data/toy/.done
+	$(PY) subsets.py index --imagenet data/toy --out subsets/toy
+	$(PY) data_dali.py scan subsets/toy
+	$(PY) $(TOY_PLAN)
+	$(PY) eval/report.py runs/paper-toy --out report
 
 test: .venv/installed
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf data/toy subsets/toy runs/toy-demo
+	rm -rf data/toy subsets/toy runs/toy-demo runs/paper-toy report

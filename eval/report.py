@@ -117,7 +117,10 @@ def fmt_cell(cell):
     if not vals:
         return f'pending (0/{cell["planned"]})'
     m, s = mean_std(vals)
-    text = fmt_number(m) if s is None else f'{m:.1f} ± {s:.1f}'
+    if s is not None:
+        text = f'{m:.1f} ± {s:.1f}'
+    else:  # one seed: a count stays a count
+        text = str(vals[0]) if isinstance(vals[0], int) else f'{m:.1f}'
     if len(vals) > 1:
         text += f' (n={len(vals)})'
     if len(vals) < cell['planned']:

@@ -54,7 +54,8 @@ TOY = {'classes': 20, 'train_per_class': 60, 'val_per_class': 20, 'sun_train': 8
 RESNET = ['--style', 'inception', '--lr', '0.1', '--lr-steps', '150150', '300300', '400400', '--warmup', '25025', '--wd', '1e-4']
 PRETRAIN = {'alexnet': [], 'alexnet_tv': [], 'resnet18': RESNET, 'resnet50': RESNET}
 TOY_NET = ['--crop', '96', '--resize', '108']  # + --width 0.25 for the AlexNets
-TOY_PRETRAIN = ['--batch-size', '64', '--lr', '0.02', '--iters', '300', '--lr-steps', '225', '--eval-every', '300',
+# batch 32 x 400 iterations: 47.5% val top-1 on the 20 toy classes in 25 s on 2 cores (batch 64 x 300: 46% in 36 s)
+TOY_PRETRAIN = ['--batch-size', '32', '--lr', '0.02', '--iters', '400', '--lr-steps', '300', '--eval-every', '400',
                 '--save-every', '100', '--log-every', '50']
 # SUN397 fine-tuning: finetune.py's defaults are the paper's (50K iterations, lr 0.001 x0.1 every 20K);
 # `schedule` multiplies the length and the steps (He et al. 2019's 1x, 2x, 3x).
