@@ -181,15 +181,23 @@ def plot_curves(plan, table, xs, path):
             panels.append(('paper', col, sorted(paper)))
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    if plan.get('overlay'):  # the measures share a unit: one panel, a line each
+        ours = [(col, pts) for kind, col, pts in panels if kind == 'ours']
+        panels = [('ours', {'title': 'mean ± std over seeds'}, ours)] + [p for p in panels if p[0] == 'paper']
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.0, 4.2 * len(panels)), 3.6), squeeze=False)
     for ax, (kind, col, pts) in zip(axes[0], panels):
-        x = [p[0] for p in pts]
-        y = [p[1] for p in pts]
-        err = [p[2] or 0 for p in pts]
-        style = dict(marker='o', color='tab:blue') if kind == 'ours' else dict(marker='s', color='tab:gray', linestyle='--')
-        ax.errorbar(x, y, yerr=err if any(err) else None, capsize=3, **style)
+        lines = pts if isinstance(pts[0][0], dict) else [(None, pts)]
+        for i, (line_col, line) in enumerate(lines):
+            x = [p[0] for p in line]
+            y = [p[1] for p in line]
+            err = [p[2] or 0 for p in line]
+            style = dict(marker='o', color=f'C{i}') if kind == 'ours' else dict(marker='s', color='tab:gray', linestyle='--')
+            ax.errorbar(x, y, yerr=err if any(err) else None, capsize=3, label=line_col and line_col['title'], **style)
+        if len(lines) > 1:
+            ax.legend(fontsize=8)
+        x = sorted({p[0] for _, line in lines for p in line})
         ax.set_title(('ours: ' if kind == 'ours' else 'paper: ') + col['title'], fontsize=9)
-        ax.set_xlabel(plan['xlabel'] or '' if kind == 'ours' else 'the paper\'s ' + (plan['xlabel'] or ''), fontsize=9)
+        ax.set_xlabel((plan['xlabel'] or '') if kind == 'ours' else 'the paper\'s ' + (plan['xlabel'] or ''), fontsize=9)
         if min(x) > 0 and max(x) / min(x) >= 10:
             ax.set_xscale('log')
         ax.set_xticks(x, [fmt_number(v) for v in x])

@@ -116,8 +116,11 @@ class Plan:
     (figure-specific inputs: a neighbour list, a coarse-fine table, subsets for a collage). Paths are
     stored relative to OUT, so the tree can move."""
 
-    def __init__(self, c, name, title, layout='table', xlabel=None, note=''):
+    def __init__(self, c, name, title, layout='table', xlabel=None, note='', overlay=False):
+        # layout: table, curve (x against each measure) or correlation (the first measure against the others);
+        # overlay: the curves of all measures in one panel (they share a unit)
         self.c, self.name, self.title, self.layout, self.xlabel, self.note = c, name, title, layout, xlabel, note
+        self.overlay = overlay
         self.columns, self.rows, self.extras = [], [], {}
 
     def column(self, key, title, file='transfer.json', metric='test_mean_class_acc', paper=None, note=None):
@@ -131,6 +134,7 @@ class Plan:
 
     def to_json(self):
         return {'name': self.name, 'title': self.title, 'layout': self.layout, 'xlabel': self.xlabel, 'note': self.note,
+                'overlay': self.overlay,
                 'toy': self.c.toy, 'arch': self.c.arch, 'columns': self.columns, 'rows': self.rows,
                 'extras': self.extras}
 

@@ -12,10 +12,10 @@ import common
 
 
 def plan(c):
-    p = c.plan('rethinking_scratch', 'He et al. 2019: from scratch against pre-trained', layout='curve',
-               xlabel='fine-tuning schedule (x the 1x length)')
-    p.column('pretrained', 'SUN397, pre-trained on ImageNet: mean class acc. (%)')
-    p.column('scratch', 'SUN397, from scratch: mean class acc. (%)')
+    p = c.plan('rethinking_scratch', 'He et al. 2019: from scratch against pre-trained (SUN397 mean class acc., %)', layout='curve',
+               xlabel='fine-tuning schedule (x the 1x length)', overlay=True)
+    p.column('pretrained', 'pre-trained on ImageNet')
+    p.column('scratch', 'from scratch')
     full = c.full()
     for m in ((1, 3) if c.quick else (1, 2, 3)):
         for seed in c.seeds:
