@@ -59,7 +59,8 @@ def read_json(path):
 
 def load_plans(tree):
     plans = [p for p in (read_json(f) for f in glob.glob(os.path.join(tree, 'plans', '*.json'))) if p]
-    return sorted(plans, key=lambda p: (ORDER.index(p['name']) if p['name'] in ORDER else len(ORDER), p['name']))
+    return sorted(plans, key=lambda p: (ORDER.index(p['name']) if p['name'] in ORDER else len(ORDER), p['name'],
+                                        p.get('arch') != 'alexnet', p.get('arch', '')))
 
 
 def value(tree, run, col):
@@ -421,7 +422,7 @@ def write_hparams(tree, plans, out):
                 args = read_json(os.path.join(tree, pre, 'args.json')) or {}
                 hp = {'figure': plan['name'], 'row': r['label'], 'seed': r['seed'],
                       **{k: hv for k in HPARAMS if k in args and k != 'seed' for hv in [hparam_value(args[k])] if hv is not None}}
-                w.add_hparams(hp, metrics, run_name=f'{plan["name"]}/{r["label"]}/s{r["seed"]}'.replace(' ', '_'))
+                w.add_hparams(hp, metrics, run_name=f'{plan["name"]}-{plan.get("arch")}/{r["label"]}/s{r["seed"]}'.replace(' ', '_'))
                 n += 1
     return n
 
@@ -446,11 +447,14 @@ def report(tree, out, hparams=True):
         table, xs = collect(tree, plan)
         planned = {r['runs'][k] for r in plan['rows'] for k in r['runs'] if r['runs'][k]}
         done = sum(1 for run in planned if any(os.path.exists(os.path.join(tree, run, f)) for f in ('metrics.json', 'transfer.json')))
-        md += [f'## {plan["title"]}', '', f'`{plan["name"]}` ({plan.get("arch", "")}): {done} of {len(planned)} runs finished.', '']
+        arch = plan.get('arch', 'alexnet')
+        md += [f'## {plan["title"]}' + ('' if arch == 'alexnet' else f' ({arch})'), '',
+               f'`{plan["name"]}` ({arch}): {done} of {len(planned)} runs finished.', '']
         text, notes = plan_table(plan, table)
         md += [text, '']
         md += [f'- {n}' for n in notes + ([plan['note']] if plan.get('note') else [])] + ([''] if notes or plan.get('note') else [])
-        png = f'{plan["name"]}.png'
+        stem = plan['name'] + ('' if arch == 'alexnet' else f'-{arch}')  # file names of its figures
+        png = f'{stem}.png'
         if plan['layout'] == 'curve' and plot_curves(plan, table, xs, os.path.join(out, png)):
             md += [f'![{plan["title"]}]({png})', '']
         if plan['layout'] == 'correlation':
@@ -459,19 +463,19 @@ def report(tree, out, hparams=True):
             md += [f'![{plan["title"]}]({png})', ''] if drawn else []
         ex = plan.get('extras', {})
         for i, (label, run) in enumerate(ex.get('nn_grid', [])):
-            name = f'{plan["name"]}_{i}.png'
+            name = f'{stem}_{i}.png'
             if nn_grid(tree, run, label, os.path.join(out, name)):
                 md += [f'Network trained on {label}:', '', f'![nearest neighbours, {label}]({name})', '']
             else:
                 md += [f'Network trained on {label}: neighbours pending.', '']
         if 'coarse_fine' in ex:
-            fig, shown = coarse_fine_figure(tree, ex['coarse_fine'], os.path.join(out, f'{plan["name"]}.png'))
+            fig, shown = coarse_fine_figure(tree, ex['coarse_fine'], os.path.join(out, png))
             if fig:
                 md += [md_table(['coarse class', 'fine classes', 'coarse acc.', 'mean fine acc.', 'difference'],
                                 [[r[1].split(',')[0], r[2], r[3], r[4], r[5]] for r in shown]), '',
-                       f'![coarse vs fine]({plan["name"]}.png)', '']
+                       f'![coarse vs fine]({png})', '']
         if ex.get('collage'):
-            name = f'{plan["name"]}_collage.png'
+            name = f'{stem}_collage.png'
             if collage(tree, ex['collage'], os.path.join(out, name)):
                 md += ['Fig. 8: sample training images of each side (one class each):', '', f'![splits]({name})', '']
 

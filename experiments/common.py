@@ -75,6 +75,7 @@ MAY_CHANGE = {'workers', 'log_every', 'eval_every', 'save_every', 'data_root', '
 
 
 LEVEL = {'index': 0, 'scan': 1, 'subset': 2, 'pretrain': 3, 'transfer': 4, 'analysis': 4}
+CPU_KINDS = ('index', 'scan', 'subset')
 
 
 class PlanError(Exception):
@@ -305,8 +306,9 @@ class Context:
         out = os.path.join(run, f'{task}-finetune')
         cmd = ['python', 'finetune.py', task, *[f.format(voc=self.voc_root) for f in flags], '--init',
                os.path.join(run, 'checkpoint.pth'), '--out', out, '--seed', str(seed)]
-        self.add(out, cmd, 'transfer.json', 'transfer', f'VOC {which} of {os.path.basename(run)}', needs=[run],
-                 inputs=[(self.voc_root, 'the VOCdevkit folder')], cost=(70000 * 2, 5000))
+        key = self.add(out, cmd, 'transfer.json', 'transfer', f'VOC {which} of {os.path.basename(run)}', needs=[run],
+                       inputs=[(self.voc_root, 'the VOCdevkit folder')])
+        self.steps[key]['hours'] = 1.0  # ASSUMED: issue 5's target, a 70K-iteration AlexNet run within an hour on one H100
         return out
 
     # -- the steps in an order that runs: dependencies first
@@ -440,6 +442,8 @@ def check_conflicts(steps):
 
 
 def gpu_hours(step, arch):
+    if step.get('hours') is not None:
+        return step['hours']
     train_rate, infer_rate = THROUGHPUT[arch]
     train_n, infer_n = step['cost']
     return (train_n / train_rate + infer_n / infer_rate) / 3600
@@ -517,8 +521,11 @@ def run_steps(steps, log_dir, gpus=(), poll=0.5, base='.'):
     print(f'plan: {len(steps)} steps, {len(steps) - len(todo)} finished (skipped), {len(todo)} to run'
           + (f' on GPUs {",".join(gpus)}' if gpus else ' on CPU, one at a time'))
     os.makedirs(log_dir, exist_ok=True)
-    slots = list(gpus) or [None]
     running, failed, n = {}, set(), 0  # running: key -> (Popen, slot, start, log file)
+
+    def slots(s):
+        # CPU work (index, scan, subsets) runs beside the GPU runs, one at a time; without GPUs, one step at a time
+        return ['cpu'] if gpus and s['kind'] in CPU_KINDS else list(gpus) or [None]
 
     def ready(s):
         return all(is_done(by_key[k]) for k in s['needs'])
@@ -531,10 +538,8 @@ def run_steps(steps, log_dir, gpus=(), poll=0.5, base='.'):
             pending = [s for s in todo if s['key'] not in running and s['key'] not in failed and not is_done(s)]
             waiting = [s for s in pending if not blocked(s)]
             for s in waiting:
-                free = [g for g in slots if g not in [r[1] for r in running.values()]]
-                if not free:
-                    break
-                if not ready(s):
+                free = [g for g in slots(s) if g not in [r[1] for r in running.values()]]
+                if not free or not ready(s):
                     continue
                 n += 1
                 rel = os.path.relpath(s['key'], base)
@@ -542,7 +547,7 @@ def run_steps(steps, log_dir, gpus=(), poll=0.5, base='.'):
                 log = os.path.join(log_dir, rel.replace('/', '__').replace('#', '-') + '.log')
                 resume = os.path.exists(os.path.join(s['out'], 'checkpoint.pth'))
                 env = dict(os.environ, PYTHONUNBUFFERED='1')
-                if free[0] is not None:
+                if free[0] not in (None, 'cpu'):
                     env['CUDA_VISIBLE_DEVICES'] = free[0]
                 cmd = [sys.executable if t == 'python' and i == 0 else t for i, t in enumerate(s['cmd'])]
                 f = open(log, 'a')
@@ -550,7 +555,7 @@ def run_steps(steps, log_dir, gpus=(), poll=0.5, base='.'):
                 f.flush()
                 proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
                 running[s['key']] = (proc, free[0], time.time(), f, log)
-                gpu = f' [GPU {free[0]}]' if free[0] is not None else ''
+                gpu = f' [GPU {free[0]}]' if free[0] not in (None, 'cpu') else ''
                 print(f'[{n}/{len(todo)}] {"resume" if resume else "start"}: {s["what"]}{gpu}  (log: {log})', flush=True)
             if not running:
                 break
@@ -587,9 +592,16 @@ def run_steps(steps, log_dir, gpus=(), poll=0.5, base='.'):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def build(argv, *plan_fns, doc=None):
-    """(context, ordered steps) of the plans that plan_fns declare, from a command line."""
+def build(argv, *plan_fns, doc=None, from_root=False):
+    """(context, ordered steps) of the plans that plan_fns declare, from a command line. from_root: commands
+    run from the project root (they name its scripts), so paths given relative to elsewhere become absolute
+    and the process moves to the root."""
     args = get_args_parser(doc).parse_args(argv)
+    if from_root and os.path.realpath(os.getcwd()) != os.path.realpath(ROOT):
+        for k in ('data_root', 'imagenet', 'sun397', 'voc', 'index', 'out'):
+            if getattr(args, k):
+                setattr(args, k, os.path.abspath(getattr(args, k)))
+        os.chdir(ROOT)
     c = Context(args)
     for fn in plan_fns:
         fn(c)
@@ -599,7 +611,8 @@ def build(argv, *plan_fns, doc=None):
 def write_plans(c):
     os.makedirs(os.path.join(c.out, 'plans'), exist_ok=True)
     for p in c.plans:
-        path = os.path.join(c.out, 'plans', f'{p.name}.json')
+        # one file per figure and network: an --arch resnet50 plan sits beside the AlexNet one
+        path = os.path.join(c.out, 'plans', p.name + ('' if c.arch == 'alexnet' else f'-{c.arch}') + '.json')
         with open(path + '.tmp', 'w') as f:
             json.dump(p.to_json(), f, indent=1)
         os.replace(path + '.tmp', path)
@@ -608,7 +621,7 @@ def write_plans(c):
 def main(*plan_fns, doc=None, argv=None):
     """The command line of every experiment script: build its plan, then dry-run, emit, or run it."""
     try:
-        c, steps = build(sys.argv[1:] if argv is None else argv, *plan_fns, doc=doc)
+        c, steps = build(sys.argv[1:] if argv is None else argv, *plan_fns, doc=doc, from_root=True)
         if c.args.emit:
             return emit(c, steps, c.args.level)
         if c.args.dry_run:
