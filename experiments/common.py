@@ -393,18 +393,22 @@ def recorded_config(step):
     """What an existing directory says it was made with: {key: value}, or None."""
     out = step['out']
     if step['kind'] == 'subset':
-        path = os.path.join(out, 'meta.json')
-        if os.path.exists(path):
-            meta = json.load(open(path))
-            return {'kind': meta.get('kind'), 'seed': meta.get('seed'), **meta.get('params', {})}
-        return None
+        meta = read_json(os.path.join(out, 'meta.json'))
+        return {'kind': meta.get('kind'), 'seed': meta.get('seed'), **meta.get('params', {})} if meta else None
     if step['kind'] in ('index', 'scan'):
         return None
-    path = os.path.join(out, 'transfer.json')
-    if os.path.exists(path):
-        return json.load(open(path)).get('finetune_args')
-    path = os.path.join(out, 'args.json')
-    return json.load(open(path)) if os.path.exists(path) else None
+    # args.json is train.py's for a fine-tuning (or finetune.py's own); transfer.json holds finetune.py's args
+    rec = read_json(os.path.join(out, 'args.json')) or {}
+    rec.update((read_json(os.path.join(out, 'transfer.json')) or {}).get('finetune_args') or {})
+    return rec or None
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def conflicts(step):
