@@ -13,7 +13,7 @@ import common
 def plan(c):
     p = c.plan('fig6_coarse_fine', 'Fig. 6: coarse against fine accuracy')
     p.column('difference', 'mean of coarse - fine accuracy (points)', metric='mean_difference')
-    p.column('classes', 'coarse classes shown', metric='coarse_classes')
+    p.column('classes', 'coarse classes with enough fine classes', metric='coarse_classes')
     full = c.full()
     runs = []
     for seed in c.seeds:
