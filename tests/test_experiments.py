@@ -136,7 +136,7 @@ def test_other_configuration_in_a_run_dir_is_an_error(toy, tmp_path):
     run_dir = out / 'full-alexnet-s0'
     run_dir.mkdir(parents=True)
     finished = {'val_top1': 50.0}
-    (run_dir / 'args.json').write_text(json.dumps({'arch': 'alexnet', 'iters': 999, 'lr': 0.02, 'seed': 0, 'workers': 7}))
+    (run_dir / 'args.json').write_text(json.dumps({'arch': 'alexnet', 'iters': 999, 'seed': 0, 'workers': 7}))
     (run_dir / 'metrics.json').write_text(json.dumps(finished))
     p = script('table3_pascal_removed', *base, check=False)
     assert p.returncode == 2 and 'another configuration' in p.stderr and 'iters: 999 there' in p.stderr
@@ -144,8 +144,8 @@ def test_other_configuration_in_a_run_dir_is_an_error(toy, tmp_path):
     # a subset folder made as another kind
     (out / 'subsets' / 'pascal-removed').mkdir(parents=True)
     (out / 'subsets' / 'pascal-removed' / 'meta.json').write_text(json.dumps({'kind': 'full', 'params': {}, 'seed': None}))
-    iters = int(common.flag(common.TOY_PRETRAIN, '--iters'))  # now the plan's own configuration
-    (run_dir / 'args.json').write_text(json.dumps({'arch': 'alexnet', 'iters': iters, 'lr': 0.02, 'seed': 0, 'workers': 1}))
+    iters, lr = (float(common.flag(common.TOY_PRETRAIN, f)) for f in ('--iters', '--lr'))  # the plan's own configuration
+    (run_dir / 'args.json').write_text(json.dumps({'arch': 'alexnet', 'iters': iters, 'lr': lr, 'seed': 0, 'workers': 1}))
     p = script('table3_pascal_removed', *base, check=False)
     assert p.returncode == 2 and "kind: 'full' there, 'pascal-removed' in the plan" in p.stderr
     assert 'full-alexnet-s0' not in p.stderr  # --workers may differ between a run and its resumption
