@@ -1,13 +1,17 @@
 """Readers of on-disk formats: the ILSVRC-2012 folders and val labels, the project's own manifests, SUN397
-partitions and PASCAL VOC annotations. Nothing here decodes images.
+partitions and the PASCAL VOCdevkit (VOC 2007 detection, VOC 2012 action classification). Nothing here decodes
+images.
 
     from datasets import scan_imagenet
     rows = scan_imagenet('/data/imagenet')   # [(split, relative path, wnid)], sorted
 """
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
+
+import numpy as np
 
 from engine import UserError
 
@@ -159,7 +163,7 @@ def read_sun397(root, split):
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow', 'diningtable',
                'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
-# VOC 2012 action classes (devkit doc §2.4); people doing none of them are labelled 'other', which is never scored.
+# VOC 2012 action classes (devkit doc §2.3); people doing none of them are labelled 'other', which is never scored.
 VOC_ACTIONS = ('jumping', 'phoning', 'playinginstrument', 'reading', 'ridingbike', 'ridinghorse', 'running',
                'takingphoto', 'usingcomputer', 'walking')
 
@@ -202,7 +206,7 @@ def read_voc_annotation(path):
             raise UserError(f'{path}: <{el.tag}> has no <{name}>')
         try:
             return convert(found.text.strip())
-        except ValueError:
+        except (ValueError, OverflowError):  # int(float('inf')) is an OverflowError
             raise UserError(f'{path}: <{name}> holds {found.text.strip()[:40]!r}, not a number') from None
 
     def number(text):
@@ -223,4 +227,132 @@ def read_voc_annotation(path):
         if actions is not None:
             o['actions'] = {a.tag: field(actions, a.tag, number) for a in actions}
         out['objects'].append(o)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# VOCdevkit image sets: ROOT/ImageSets/{Main,Action}/<set>.txt, ROOT/Annotations/<id>.xml, ROOT/JPEGImages/<id>.jpg
+# (ROOT is VOCdevkit/VOC2007 or VOCdevkit/VOC2012; the devkit's VOCinit.m builds the same paths from an id.)
+
+VOC_ID = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]*$')  # 000005, 2008_000001; never a path, never '..'
+
+
+def _voc_ids(path):
+    """[(line number, image id)] of an ImageSets file: one id per line, as Main/<set>.txt and Action/<set>.txt are."""
+    if not os.path.isfile(path):
+        raise UserError(f'image set file not found: {path} (expected a VOCdevkit/VOC20xx folder: ImageSets/, Annotations/, JPEGImages/)')
+    try:
+        with open(path, 'rb') as f:
+            lines = f.read().decode('utf-8').splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f'{path}: not a text file ({e.reason} at byte {e.start})') from None
+    rows, seen = [], set()
+    for i, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 1 or not VOC_ID.match(parts[0]):
+            raise UserError(f'{path}:{i}: expected one image id per line (letters, digits, "_", "-", "."), got {line.strip()[:80]!r}')
+        if parts[0] in seen:
+            raise UserError(f'{path}:{i}: image {parts[0]} is listed twice')
+        seen.add(parts[0])
+        rows.append((i, parts[0]))
+    if not rows:
+        raise UserError(f'{path} lists no images')
+    return rows
+
+
+def _voc_image(root, image_id, where):
+    """(annotation path, image path relative to root, read_voc_annotation's dict) of one listed id; every file
+    must exist, and the size must be there, because boxes are checked against it."""
+    ann_path = os.path.join(root, 'Annotations', f'{image_id}.xml')
+    rel = f'JPEGImages/{image_id}.jpg'
+    if not os.path.isfile(ann_path):
+        raise UserError(f'{where}: annotation not found: {ann_path}')
+    if not os.path.isfile(os.path.join(root, rel)):
+        raise UserError(f'{where}: image not found: {os.path.join(root, rel)}')
+    ann = read_voc_annotation(ann_path)
+    if ann['size'] is None or min(ann['size']) < 1:
+        raise UserError(f'{ann_path}: no <size> with a positive <width> and <height>')
+    return ann_path, rel, ann
+
+
+def _voc_box(obj, k, size, path):
+    """The object's box as written, or a UserError if it leaves the image. VOC boxes are 1-based inclusive pixels
+    (the devkit counts x2 - x1 + 1 pixels across), so 1 <= xmin <= xmax <= width; xmin == xmax is one pixel."""
+    (x1, y1, x2, y2), (w, h) = obj['bbox'], size
+    if not (1 <= x1 <= x2 <= w and 1 <= y1 <= y2 <= h):
+        raise UserError(f'{path}: object {k} ({obj["name"][:40]!r}) has box {obj["bbox"]}, not within the {w}x{h} image '
+                        f'(VOC boxes are 1-based: 1 <= xmin <= xmax <= width, 1 <= ymin <= ymax <= height)')
+    return obj['bbox']
+
+
+def read_voc_detection(root, image_set, classes=VOC_CLASSES):
+    """The images of ROOT/ImageSets/Main/<image_set>.txt (train, val, trainval, test) in that file's order, with
+    their ground truth from Annotations/<id>.xml. ROOT is a VOCdevkit/VOC2007-style folder.
+
+    Each row: {'id': '000005', 'path': 'JPEGImages/000005.jpg' (relative to ROOT), 'size': (width, height),
+    'boxes': int64 [M, 4] x1, y1, x2, y2 as written (VOC's 1-based inclusive pixels), 'labels': int64 [M] index into
+    `classes`, 'difficult': bool [M], 'truncated': bool [M]}, objects in the XML's order. An image without objects
+    has empty arrays. A missing file, malformed XML, an object whose class is not in `classes`, or a box outside
+    its image is a one-line UserError naming the file."""
+    set_path = os.path.join(root, 'ImageSets', 'Main', f'{image_set}.txt')
+    index = {c: i for i, c in enumerate(classes)}
+    out = []
+    for line, image_id in _voc_ids(set_path):
+        ann_path, rel, ann = _voc_image(root, image_id, f'{set_path}:{line}')
+        boxes, labels, difficult, truncated = [], [], [], []
+        for k, obj in enumerate(ann['objects'], 1):  # k: 1-based, as the devkit's rec.objects(k)
+            if obj['name'] not in index:
+                raise UserError(f'{ann_path}: object {k} is a {obj["name"][:40]!r}, not one of the {len(classes)} classes '
+                                f'({" ".join(classes)})')
+            boxes.append(_voc_box(obj, k, ann['size'], ann_path))
+            labels.append(index[obj['name']])
+            difficult.append(obj['difficult'] != 0)
+            truncated.append(obj['truncated'] != 0)
+        out.append({'id': image_id, 'path': rel, 'size': ann['size'], 'boxes': np.array(boxes, np.int64).reshape(-1, 4),
+                    'labels': np.array(labels, np.int64), 'difficult': np.array(difficult, bool),
+                    'truncated': np.array(truncated, bool)})
+    return out
+
+
+def read_voc_actions(root, image_set):
+    """The images of ROOT/ImageSets/Action/<image_set>.txt (train, val, trainval) in that file's order, with the
+    persons annotated for actions in Annotations/<id>.xml. ROOT is a VOCdevkit/VOC2012-style folder.
+
+    Each row: {'id', 'path' ('JPEGImages/<id>.jpg'), 'size': (width, height), 'boxes': int64 [P, 4] of the persons
+    (1-based, as written), 'actions': int64 [P, 10] in VOC_ACTIONS order, 1 if the person does the action and 0 if
+    not, as the XML's <actions> children say, 'object_ids': int64 [P]}. Only <object>s with an <actions> element
+    are listed; a person whose only flag is <other> (the devkit's distractors) gets a row of zeros.
+
+    The format, from the VOC2012 devkit (doc §2.3 and §6, VOCinit.m, example_action.m, VOCevalaction.m):
+    Action/<set>.txt lists image ids, one per line; Action/<action>_<set>.txt lists `<id> <object index> <label>`
+    with label 1 or -1, one line per annotated person, and the object index is the person's 1-based position among
+    all the <object>s of its XML (example_action.m reads rec.objects(objids(i))). That index is 'object_ids', the
+    second column of the result files (`comp10_action_test_<action>.txt: <id> <object index> <score>`). This reader
+    takes the labels from the XML, where they are 1/0; the per-action files hold the same labels as 1/-1, which is
+    what eval.metrics.action_ap wants: labels = 2 * actions - 1. Errors as read_voc_detection's, plus an <actions>
+    on a non-person, an action child missing, or a flag other than 0 or 1."""
+    set_path = os.path.join(root, 'ImageSets', 'Action', f'{image_set}.txt')
+    out = []
+    for line, image_id in _voc_ids(set_path):
+        ann_path, rel, ann = _voc_image(root, image_id, f'{set_path}:{line}')
+        boxes, actions, object_ids = [], [], []
+        for k, obj in enumerate(ann['objects'], 1):
+            if 'actions' not in obj:
+                continue
+            if obj['name'] != 'person':
+                raise UserError(f'{ann_path}: object {k} is a {obj["name"][:40]!r} with <actions>; only persons have actions')
+            flags = obj['actions']
+            for a in VOC_ACTIONS:
+                if a not in flags:
+                    raise UserError(f'{ann_path}: object {k} has no <{a}> in its <actions> (expected all of {" ".join(VOC_ACTIONS)})')
+                if flags[a] not in (0, 1):
+                    raise UserError(f'{ann_path}: object {k} has <{a}>{flags[a]}</{a}>; action flags are 0 or 1')
+            boxes.append(_voc_box(obj, k, ann['size'], ann_path))
+            actions.append([flags[a] for a in VOC_ACTIONS])
+            object_ids.append(k)
+        out.append({'id': image_id, 'path': rel, 'size': ann['size'], 'boxes': np.array(boxes, np.int64).reshape(-1, 4),
+                    'actions': np.array(actions, np.int64).reshape(-1, len(VOC_ACTIONS)),
+                    'object_ids': np.array(object_ids, np.int64)})
     return out

@@ -1,10 +1,10 @@
-"""Property-based fuzzing of the readers of untrusted text files: manifests, SUN397 partitions, the index and
-class lists. Whatever the bytes, a reader returns rows or raises a one-line UserError naming the file;
-never another exception, never a hang."""
+"""Property-based fuzzing of the readers of untrusted text files: manifests, SUN397 partitions, the index, class
+lists, VOC annotations and VOCdevkit image sets. Whatever the bytes, a reader returns rows or raises a one-line
+UserError naming the file; never another exception, never a hang."""
 import os
 import tempfile
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import subsets
 from datasets import read_manifest, read_sun397
@@ -73,16 +73,49 @@ def test_fuzz_class_list(content):
 
 
 XML_PARTS = st.sampled_from(['<annotation>', '</annotation>', '<object>', '</object>', '<name>', '</name>', 'dog',
-                             '<bndbox>', '</bndbox>', '<xmin>', '</xmin>', '3', '-1', '2.5', 'x', '<size>', '</size>',
-                             '<width>', '</width>', '<filename>', '</filename>', '<actions>', '</actions>', '<!DOCTYPE a>',
-                             '&amp;', '&lol;', '<', '>', '\x00', 'é'])
+                             '<bndbox>', '</bndbox>', '<xmin>', '</xmin>', '3', '-1', '2.5', 'x', '1e999', '<size>',
+                             '</size>', '<width>', '</width>', '<height>', '</height>', '<filename>', '</filename>',
+                             '<actions>', '</actions>', '<!DOCTYPE a>', '&amp;', '&lol;', '<', '>', '\x00', 'é'])
+
+
+XML = st.one_of(st.lists(XML_PARTS, max_size=60).map(''.join), st.text(max_size=200))
 
 
 @SETTINGS
-@given(st.one_of(st.lists(XML_PARTS, max_size=60).map(''.join), st.text(max_size=200)))
+@given(XML)
+@example('<annotation><filename>a</filename><size><width>1e999</width><height>1</height></size></annotation>')  # inf
 def test_fuzz_voc_annotation(content):
     from datasets import read_voc_annotation
     with tempfile.TemporaryDirectory() as d:
         result = check(read_voc_annotation, os.path.join(d, '000001.xml'), content)
         if result is not None:
             assert all(len(o['bbox']) == 4 for o in result['objects'])
+
+
+@SETTINGS
+@given(st.one_of(st.just('000001\n'), TEXT), XML)
+@example('000001\n', '<annotation><filename>000001.jpg</filename><size><width>9</width><height>9</height></size>'
+         '<object><name>dog</name><bndbox><xmin>3</xmin><ymin>1</ymin><xmax>3</xmax><ymax>9</ymax></bndbox></object>'
+         '</annotation>')
+def test_fuzz_voc_detection(image_set, annotation):
+    """A VOCdevkit folder with a fuzzed ImageSets/Main/train.txt (half the time a valid one) and a fuzzed
+    Annotations/000001.xml: rows, or a one-line UserError naming one of the two."""
+    from datasets import read_voc_detection
+    with tempfile.TemporaryDirectory() as root:
+        for d in ('ImageSets/Main', 'Annotations', 'JPEGImages'):
+            os.makedirs(os.path.join(root, d))
+        open(os.path.join(root, 'JPEGImages', '000001.jpg'), 'w').close()
+        with open(os.path.join(root, 'Annotations', '000001.xml'), 'w', encoding='utf-8', errors='surrogatepass') as f:
+            f.write(annotation)
+        with open(os.path.join(root, 'ImageSets', 'Main', 'train.txt'), 'w', encoding='utf-8', errors='surrogatepass') as f:
+            f.write(image_set)
+        try:
+            rows = read_voc_detection(root, 'train')
+        except UserError as e:
+            message = str(e)
+            assert '\n' not in message and ('train.txt' in message or '000001.xml' in message), message
+            return
+        for r in rows:
+            w, h = r['size']
+            assert r['boxes'].shape == (len(r['labels']), 4) and r['id'] == '000001'
+            assert ((r['boxes'][:, :2] >= 1) & (r['boxes'][:, 2:] <= (w, h)) & (r['boxes'][:, :2] <= r['boxes'][:, 2:])).all()
