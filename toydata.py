@@ -1,7 +1,9 @@
-"""The embedded default data set: small synthetic images in the real ILSVRC-2012 folder layout.
+"""The embedded default data set: small synthetic images in the real ILSVRC-2012 folder layout, and toy transfer
+sets in the real SUN397 and PASCAL VOCdevkit layouts.
 
-    python toydata.py --out data/toy                      # 20 classes, 60 train + 20 val images each; toy SUN397
+    python toydata.py --out data/toy                      # 20 classes, 60 train + 20 val images each; SUN397, VOC
     python toydata.py --out data/toy --train-per-class 200 --seed 1
+    python toydata.py --out data/toy --voc07-trainval 0 --voc07-test 0 --voc12-per-action 0   # no toy VOC
 
 It writes `OUT/train/<wnid>/<wnid>_<n>.JPEG` and `OUT/val/<wnid>/ILSVRC2012_val_<n>.JPEG`, the layout
 `subsets.py index` reads for real ImageNet, so every later step runs unchanged on toy and real data. It also
@@ -11,6 +13,20 @@ Appearance follows the WordNet hierarchy, so that learning, coarse-versus-fine e
 measurable: the coarse group (dog, bird, fish, car, fruit) sets the shape family, and the fine class sets
 the colour and the texture. Sizes vary, images are not square, a few are grayscale, and the output is
 byte-identical for a given seed.
+
+`OUT/VOCdevkit/VOC2007` and `OUT/VOCdevkit/VOC2012` follow the devkit (JPEGImages/<id>.jpg, Annotations/<id>.xml,
+ImageSets/), for datasets.read_voc_detection and read_voc_actions:
+- VOC 2007 detection: 200 trainval (100 train + 100 val) and 200 test scenes of 160-320 px, each with 1-4 objects of
+  7 VOC classes drawn as toy classes of the related group (dog and cat: the dog family in different colours and
+  textures; car and bus: car; bird: bird; boat: fish; pottedplant: fruit), so toy pre-training helps as ImageNet
+  does on VOC. Boxes are the tight box of each object's visible pixels, 1-based; objects cut by the border are
+  truncated, and the smallest (under 450 visible pixels) difficult.
+- VOC 2012 actions: stick-figure people, 20 of each of the 10 actions in train and 20 in val, one or two to an
+  image, one action each. The pose tells the action (jumping: arms up, legs bent apart, off the ground; running:
+  wide stride, leaning; walking: narrow stride), and seven actions have a prop drawn in a toy family: a dog-family
+  animal to ride, car-family wheels, a fish-family instrument, a bird-family computer or camera, a fruit-family
+  phone, a book. The box is the tight box of the person's figure (head, body, limbs) without the prop: VOC boxes
+  the person only.
 """
 import argparse
 import colorsys
@@ -19,7 +35,7 @@ import os
 import random
 import sys
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -99,14 +115,20 @@ def _background(w, h, hue, sat, rng):
     return img
 
 
-def _paste_object(img, cls, r, rng):
-    """Draw one object of class `cls` with radius r at a random place: shape family from the coarse group,
-    colour and texture from the fine class."""
+def _colours(cls, rng):
+    """(foreground, dark) colours of one object of class `cls`: the class's hue, jittered."""
+    fg = tuple(int(255 * v) for v in colorsys.hsv_to_rgb((cls[4] + rng.uniform(-0.03, 0.03)) % 1, rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0)))
+    return fg, tuple(int(v * 0.35) for v in fg)
+
+
+def _paste_object(img, cls, r, rng, center=None):
+    """Draw one object of class `cls` with radius r, at `center` or at a random place where it fits whole: shape
+    family from the coarse group, colour and texture from the fine class. Returns its mask ('L', the image's size:
+    255 where it was drawn, clipped to the image)."""
     wnid, group, shape, texture, hue = cls
     w, h = img.size
-    cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
-    fg = tuple(int(255 * v) for v in colorsys.hsv_to_rgb((hue + rng.uniform(-0.03, 0.03)) % 1, rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0)))
-    dark = tuple(int(v * 0.35) for v in fg)
+    cx, cy = center or (rng.uniform(r, w - r), rng.uniform(r, h - r))
+    fg, dark = _colours(cls, rng)
     mask = Image.new('L', (w, h), 0)
     md = ImageDraw.Draw(mask)
     if shape == 'ellipse':
@@ -114,7 +136,18 @@ def _paste_object(img, cls, r, rng):
         md.ellipse([cx - r, cy - ry, cx + r, cy + ry], fill=255)
     else:
         md.polygon(_polygon(shape, cx, cy, r, rng.uniform(0, 2 * math.pi)), fill=255)
-    img.paste(_texture((w, h), texture, fg, dark, rng), (0, 0), mask)
+    if center is None:  # the object images and scenes: a texture as large as the image (their bytes stay as they were)
+        img.paste(_texture((w, h), texture, fg, dark, rng), (0, 0), mask)
+    else:
+        _fill(img, mask, texture, fg, dark, rng)
+    return mask
+
+
+def _fill(img, mask, texture, fg, dark, rng):
+    """Paste a texture through `mask`, made only as large as the mask's box (the toy VOC sets' many objects)."""
+    box = mask.getbbox()
+    if box is not None:
+        img.paste(_texture((box[2] - box[0], box[3] - box[1]), texture, fg, dark, rng), box[:2], mask.crop(box))
 
 
 def draw(cls, rng):
@@ -208,6 +241,329 @@ def write_sun397(out, per_class, n_train, n_test, splits, seed):
     return len(SCENES) * per_class
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Toy PASCAL VOC: VOCdevkit/VOC2007 (detection) and VOCdevkit/VOC2012 (action classification), in the devkit's layout
+
+# The devkit's class and action names (datasets.VOC_CLASSES, VOC_ACTIONS; not imported, as datasets imports torch).
+VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow', 'diningtable',
+               'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
+VOC_ACTIONS = ('jumping', 'phoning', 'playinginstrument', 'reading', 'ridingbike', 'ridinghorse', 'running',
+               'takingphoto', 'usingcomputer', 'walking')
+
+# (VOC class, toy ImageNet group, which of the group's classes it is drawn as, size factor). Real ImageNet holds
+# many dog, cat, bird, car and boat classes, so its features fit VOC's objects; here each VOC class is drawn as
+# some of the toy classes: dog and cat share the dog family's shape and differ in colour and texture, car and bus
+# the car family's.
+VOC07_OBJECTS = [
+    ('bird', 'bird', (0, 1, 2, 3), 1.0),
+    ('boat', 'fish', (0, 1, 2, 3), 1.0),
+    ('bus', 'car', (2, 3), 1.3),
+    ('car', 'car', (0, 1), 1.0),
+    ('cat', 'dog', (2, 3), 1.0),
+    ('dog', 'dog', (0, 1), 1.0),
+    ('pottedplant', 'fruit', (0, 1, 2, 3), 0.9),
+]
+VOC07_DIFFICULT_PIXELS = 450  # an object with fewer visible pixels (about 21 x 21) is marked difficult
+
+
+def _toy_class(group, k):
+    """The row of toy_classes() of the k-th class of a toy ImageNet group."""
+    return next(c for c in toy_classes() if c[0] == GROUPS[group][k])
+
+
+def _xml(tag, value, depth=0):
+    """An annotation element as the devkit's files write it: one element per line, indented with tabs."""
+    pad = '\t' * depth
+    if isinstance(value, list):
+        return f'{pad}<{tag}>\n' + ''.join(_xml(t, v, depth + 1) for t, v in value) + f'{pad}</{tag}>\n'
+    return f'{pad}<{tag}>{value}</{tag}>\n'
+
+
+def _voc_box(mask):
+    """The tight box of a mask in VOC's 1-based inclusive pixels (x1, y1, x2, y2), or None if nothing is visible.
+    PIL's getbbox is 0-based with exclusive right and bottom edges, so only the left and top move by one."""
+    box = mask.getbbox()
+    return None if box is None else (box[0] + 1, box[1] + 1, box[2], box[3])
+
+
+def draw_voc07(rng):
+    """(image, objects) of one toy VOC 2007 scene: 1-4 objects on a random background, later ones in front.
+    objects: [{'name', 'mask' (the visible pixels), 'box', 'truncated', 'difficult'}]. Objects may reach past the
+    image edge: their box is clipped to the image and they are truncated, as in VOC."""
+    w, h = rng.randint(160, 320), rng.randint(160, 320)
+    img = _background(w, h, rng.random(), 0.3, rng)
+    placed, objects = [], []
+    for _ in range(rng.randint(1, 4)):
+        name, group, which, scale = rng.choice(VOC07_OBJECTS)
+        cls = _toy_class(group, rng.choice(which))
+        r = rng.uniform(0.05, 0.3) * scale * min(w, h)
+        for _ in range(20):  # a place where it covers no other object's centre, so that each stays mostly visible
+            cx, cy = rng.uniform(0.6 * r, w - 0.6 * r), rng.uniform(0.6 * r, h - 0.6 * r)
+            if all(math.hypot(cx - x, cy - y) > max(r, q) + 0.5 * min(r, q) for x, y, q in placed):
+                break
+        else:
+            continue
+        placed.append((cx, cy, r))
+        objects.append({'name': name, 'mask': _paste_object(img, cls, r, rng, center=(cx, cy))})
+    for i, obj in enumerate(objects):
+        for later in objects[i + 1:]:  # VOC boxes the visible part of an occluded object
+            obj['mask'] = ImageChops.subtract(obj['mask'], later['mask'])
+        obj['box'] = _voc_box(obj['mask'])
+        if obj['box'] is not None:
+            x1, y1, x2, y2 = obj['box']
+            obj['truncated'] = x1 == 1 or y1 == 1 or x2 == w or y2 == h
+            obj['difficult'] = obj['mask'].histogram()[255] < VOC07_DIFFICULT_PIXELS
+    return img, [o for o in objects if o['box'] is not None]  # an object hidden behind others is not annotated
+
+
+def _voc07_xml(image_id, size, objects):
+    obj = [('object', [('name', o['name']), ('pose', 'Unspecified'), ('truncated', int(o['truncated'])),
+                       ('difficult', int(o['difficult'])),
+                       ('bndbox', [(k, v) for k, v in zip(('xmin', 'ymin', 'xmax', 'ymax'), o['box'])])])
+           for o in objects]
+    return _xml('annotation', [('folder', 'VOC2007'), ('filename', f'{image_id}.jpg'),
+                               ('source', [('database', 'The VOC2007 Database'), ('annotation', 'PASCAL VOC2007'),
+                                           ('image', 'toydata.py')]),
+                               ('size', [('width', size[0]), ('height', size[1]), ('depth', 3)]),
+                               ('segmented', 0)] + obj)
+
+
+def _write_lines(path, lines):
+    with open(path, 'w') as f:
+        f.write(''.join(f'{line}\n' for line in lines))
+
+
+def write_voc07(out, n_trainval, n_test, seed):
+    """OUT/VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}: trainval images get odd ids and test images
+    even ones (000001, 000002, ...; VOC 2007 also mixes them), each image keyed by (seed, set, index). Main/ holds
+    {train,val,trainval,test}.txt and <class>_<set>.txt for all 20 classes: ' 1' if the image holds a non-difficult
+    object of the class, ' 0' if only difficult ones, '-1' otherwise, as the devkit's files."""
+    root = os.path.join(out, 'VOCdevkit', 'VOC2007')
+    for d in ('JPEGImages', 'Annotations', os.path.join('ImageSets', 'Main')):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    sets, present = {}, {}
+    for split, n, first in (('trainval', n_trainval, 1), ('test', n_test, 2)):
+        sets[split] = []
+        for i in range(n):
+            image_id = f'{first + 2 * i:06d}'
+            rng = random.Random(f'{seed}/voc07/{split}/{i}')
+            img, objects = draw_voc07(rng)
+            img.save(os.path.join(root, 'JPEGImages', f'{image_id}.jpg'), quality=rng.randint(75, 95))
+            with open(os.path.join(root, 'Annotations', f'{image_id}.xml'), 'w') as f:
+                f.write(_voc07_xml(image_id, img.size, objects))
+            sets[split].append(image_id)
+            present[image_id] = {}
+            for o in objects:
+                present[image_id][o['name']] = max(present[image_id].get(o['name'], -1), 0 if o['difficult'] else 1)
+    if n_trainval:
+        order = list(sets['trainval'])
+        random.Random(f'{seed}/voc07-split').shuffle(order)
+        sets['train'], sets['val'] = sorted(order[:(len(order) + 1) // 2]), sorted(order[(len(order) + 1) // 2:])
+    for split, ids in sets.items():
+        if not ids:
+            continue  # as the trainval release, which has no test.txt
+        _write_lines(os.path.join(root, 'ImageSets', 'Main', f'{split}.txt'), ids)
+        for c in VOC_CLASSES:
+            _write_lines(os.path.join(root, 'ImageSets', 'Main', f'{c}_{split}.txt'),
+                         [f'{i} {present[i].get(c, -1):2d}' for i in ids])
+    return {k: len(v) for k, v in sets.items()}
+
+
+# Toy VOC 2012 actions: a person is a stick figure (head, torso, two-segment limbs) whose pose tells the action, with
+# a prop for the actions that have one, drawn in a toy ImageNet family so that pre-trained features help with it
+# (R*CNN's secondary regions): a dog-family animal to ride, car-family (star) wheels, a fish-family (triangle)
+# instrument, a bird-family (square) computer and camera, a fruit-family (cross) phone and a book in a toy class's
+# texture. Joints are in units of the person's height H, x forward (mirrored when facing left), y down, from the
+# ground under the feet (under the animal's or the wheels' for the riders).
+_STAND = {'head': (0, -0.91), 'neck': (0, -0.8), 'hip': (0, -0.47), 'knee_f': (0.03, -0.24), 'foot_f': (0.05, 0),
+          'knee_b': (-0.03, -0.24), 'foot_b': (-0.05, 0), 'elbow_b': (-0.05, -0.64), 'hand_b': (-0.06, -0.49)}
+POSES = {
+    'jumping': dict(_STAND, elbow_f=(0.12, -0.98), hand_f=(0.18, -1.12), elbow_b=(-0.12, -0.98), hand_b=(-0.18, -1.12),
+                    knee_f=(0.16, -0.3), foot_f=(0.12, -0.1), knee_b=(-0.16, -0.3), foot_b=(-0.12, -0.1)),
+    'phoning': dict(_STAND, elbow_f=(0.13, -0.7), hand_f=(0.08, -0.88)),
+    'playinginstrument': dict(_STAND, elbow_f=(0.12, -0.6), hand_f=(0.2, -0.52), elbow_b=(0.1, -0.68), hand_b=(0.22, -0.7)),
+    'reading': dict(_STAND, head=(0.03, -0.9), elbow_f=(0.08, -0.6), hand_f=(0.2, -0.66), elbow_b=(0.03, -0.6),
+                    hand_b=(0.16, -0.68)),
+    'ridingbike': dict(_STAND, head=(0.09, -0.9), neck=(0.06, -0.79), knee_f=(0.14, -0.34), foot_f=(0.04, -0.15),
+                       knee_b=(0.1, -0.32), foot_b=(-0.02, -0.12), elbow_f=(0.13, -0.66), hand_f=(0.22, -0.6),
+                       elbow_b=(0.11, -0.67), hand_b=(0.2, -0.61)),
+    'ridinghorse': dict(_STAND, knee_f=(0.1, -0.36), foot_f=(0.06, -0.17), knee_b=(0.08, -0.37), foot_b=(0.03, -0.19),
+                        elbow_f=(0.1, -0.62), hand_f=(0.2, -0.56), elbow_b=(0.08, -0.63), hand_b=(0.18, -0.58)),
+    'running': {'head': (0.1, -0.88), 'neck': (0.07, -0.77), 'hip': (0, -0.45), 'knee_f': (0.2, -0.3),
+                'foot_f': (0.16, -0.08), 'knee_b': (-0.12, -0.24), 'foot_b': (-0.28, -0.04), 'elbow_f': (0.17, -0.66),
+                'hand_f': (0.24, -0.76), 'elbow_b': (-0.12, -0.62), 'hand_b': (-0.2, -0.52)},
+    'takingphoto': dict(_STAND, elbow_f=(0.14, -0.78), hand_f=(0.12, -0.9), elbow_b=(-0.1, -0.8), hand_b=(0.06, -0.92)),
+    'usingcomputer': {'head': (0.03, -0.74), 'neck': (0.02, -0.63), 'hip': (0, -0.3), 'knee_f': (0.2, -0.3),
+                      'foot_f': (0.2, 0), 'knee_b': (0.18, -0.29), 'foot_b': (0.17, 0), 'elbow_f': (0.12, -0.45),
+                      'hand_f': (0.26, -0.44), 'elbow_b': (0.1, -0.47), 'hand_b': (0.24, -0.46)},
+    'walking': dict(_STAND, knee_f=(0.07, -0.24), foot_f=(0.12, 0), knee_b=(-0.05, -0.24), foot_b=(-0.1, 0),
+                    elbow_f=(0.06, -0.64), hand_f=(0.1, -0.5), elbow_b=(-0.05, -0.64), hand_b=(-0.08, -0.5)),
+}
+LIFT = {'jumping': -0.15}  # off the ground
+PROP_REACH = {'ridinghorse': (-0.4, 0.6), 'ridingbike': (-0.46, 0.48), 'usingcomputer': (0, 0.55),
+              'playinginstrument': (0, 0.36), 'reading': (0, 0.32), 'takingphoto': (0, 0.25), 'phoning': (0, 0.17)}
+
+
+def _extent(action):
+    """(left, right, top, bottom) of a figure with its prop, in units of H, facing right: the joints, the head's
+    radius, half a limb's width and the joints' jitter, so that a figure placed inside the image is whole."""
+    xs, ys = zip(*POSES[action].values())
+    left, right = PROP_REACH.get(action, (0, 0))
+    return min(min(xs), left) - 0.1, max(max(xs), right) + 0.1, min(ys) + LIFT.get(action, 0) - 0.12, 0.07
+
+
+def _prop_mask(size, action, at, H, rng):
+    """The mask of an action's prop (None for jumping, running, walking) and the toy group it is drawn as.
+    `at(x, y)` maps pose units to pixels."""
+    mask = Image.new('L', size, 0)
+    d = ImageDraw.Draw(mask)
+    t = max(2, round(0.04 * H))
+
+    def rect(xa, ya, xb, yb):  # two corners in pose units -> a PIL box
+        (x1, y1), (x2, y2) = at(xa, ya), at(xb, yb)
+        return [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
+    if action == 'ridinghorse':  # body, neck, head and legs of a dog-family animal
+        d.ellipse(rect(-0.36, -0.44, 0.4, -0.16), fill=255)
+        d.line([at(0.3, -0.38), at(0.44, -0.58)], fill=255, width=3 * t)
+        d.ellipse(rect(0.39, -0.69, 0.57, -0.51), fill=255)
+        for x in (-0.28, -0.18, 0.2, 0.3):
+            d.line([at(x, -0.22), at(x + 0.02 * rng.uniform(-1, 1), 0)], fill=255, width=2 * t)
+        return mask, 'dog'
+    if action == 'ridingbike':  # two car-family (star) wheels; the frame is drawn apart
+        for x in (-0.26, 0.28):
+            d.polygon(_polygon('star', *at(x, -0.17), 0.17 * H, rng.uniform(0, 2 * math.pi)), fill=255)
+        return mask, 'car'
+    if action == 'playinginstrument':
+        d.polygon(_polygon('triangle', *at(0.18, -0.6), 0.15 * H, rng.uniform(0, 2 * math.pi)), fill=255)
+        return mask, 'fish'
+    if action == 'usingcomputer':  # a box on a table in front
+        d.polygon(_polygon('square', *at(0.38, -0.52), 0.14 * H, math.radians(rng.uniform(-8, 8))), fill=255)
+        return mask, 'bird'
+    if action == 'takingphoto':
+        d.polygon(_polygon('square', *at(0.16, -0.91), 0.07 * H, math.radians(rng.uniform(-10, 10))), fill=255)
+        return mask, 'bird'
+    if action == 'phoning':
+        d.polygon(_polygon('cross', *at(0.09, -0.89), 0.06 * H, rng.uniform(0, 2 * math.pi)), fill=255)
+        return mask, 'fruit'
+    if action == 'reading':  # a flat, open book held in front of the chest
+        d.rectangle(rect(0.12, -0.74, 0.3, -0.62), fill=255)
+        return mask, 'fruit'
+    return None, None
+
+
+def _draw_person(img, action, x0, ground, H, facing, rng):
+    """Draw one person doing `action` (and its prop) with the feet's ground point at (x0, ground). Returns the
+    person's mask (the figure without its prop: VOC boxes the person only) and a point on the torso."""
+    w, h = img.size
+    jitter = {k: (x + rng.uniform(-0.02, 0.02), y + rng.uniform(-0.02, 0.02)) for k, (x, y) in POSES[action].items()}
+    lift = LIFT.get(action, 0)
+
+    def at(x, y):
+        return (x0 + facing * x * H, ground + (y + lift) * H)
+    p = {k: at(*v) for k, v in jitter.items()}
+    prop, group = _prop_mask((w, h), action, at, H, rng)
+    in_front = action not in ('ridinghorse', 'ridingbike')
+    if prop is not None and not in_front:  # the animal or bike is behind the rider
+        cls = rng.choice([c for c in toy_classes() if c[1] == group])
+        _fill(img, prop, cls[3], *_colours(cls, rng), rng)
+    if action == 'ridingbike':  # the frame
+        grey = tuple([rng.randint(30, 90)] * 3)
+        ImageDraw.Draw(img).line([at(-0.26, -0.17), at(0, -0.45), at(0.24, -0.6), at(0.28, -0.17)], fill=grey,
+                                 width=max(2, round(0.03 * H)))
+    cloth = tuple(int(255 * v) for v in colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.9)))
+    back = tuple(int(v * 0.7) for v in cloth)  # the far limbs a little darker
+    skin = tuple(int(255 * v) for v in colorsys.hsv_to_rgb(rng.uniform(0.02, 0.1), rng.uniform(0.3, 0.6), rng.uniform(0.45, 0.95)))
+    t = max(2, round(0.06 * H))
+    mask = Image.new('L', (w, h), 0)
+    for d, (c_back, c_body, c_skin) in ((ImageDraw.Draw(img), (back, cloth, skin)), (ImageDraw.Draw(mask), (255, 255, 255))):
+        d.line([p['hip'], p['knee_b'], p['foot_b']], fill=c_back, width=t, joint='curve')
+        d.line([p['neck'], p['elbow_b'], p['hand_b']], fill=c_back, width=t, joint='curve')
+        d.line([p['neck'], p['hip']], fill=c_body, width=round(1.6 * t))
+        d.line([p['hip'], p['knee_f'], p['foot_f']], fill=c_body, width=t, joint='curve')
+        d.line([p['neck'], p['elbow_f'], p['hand_f']], fill=c_body, width=t, joint='curve')
+        (hx, hy), r = p['head'], 0.09 * H
+        d.ellipse([hx - r, hy - r, hx + r, hy + r], fill=c_skin)
+    if prop is not None and in_front:  # held in the hands, in front of the body
+        cls = rng.choice([c for c in toy_classes() if c[1] == group])
+        _fill(img, prop, cls[3], *_colours(cls, rng), rng)
+    return mask, ((p['neck'][0] + p['hip'][0]) / 2, (p['neck'][1] + p['hip'][1]) / 2)
+
+
+def draw_voc12(actions, rng):
+    """(image, persons) of one toy VOC 2012 action image: one person per action in `actions`, side by side.
+    persons: [{'action', 'mask', 'box', 'point'}]."""
+    w = rng.randint(160, 320) if len(actions) == 1 else rng.randint(240, 320)  # two people: a wide image
+    h = rng.randint(160, 320)
+    img = _background(w, h, rng.random(), 0.3, rng)
+    persons = []
+    slot = w / len(actions)
+    for k, action in enumerate(actions):
+        facing = rng.choice((-1, 1))
+        left, right, top, bottom = _extent(action)
+        if facing < 0:
+            left, right = -right, -left
+        H = min(rng.uniform(0.6, 0.85) * h, (slot - 6) / (right - left), (h - 6) / (bottom - top))
+        x0 = rng.uniform(k * slot + 3 - left * H, (k + 1) * slot - 3 - right * H)
+        ground = rng.uniform(3 - top * H, h - 3 - bottom * H)
+        mask, (px, py) = _draw_person(img, action, x0, ground, H, facing, rng)
+        persons.append({'action': action, 'mask': mask, 'point': (int(px) + 1, int(py) + 1)})
+    for i, person in enumerate(persons):
+        for later in persons[i + 1:]:
+            person['mask'] = ImageChops.subtract(person['mask'], later['mask'])
+        person['box'] = _voc_box(person['mask'])
+    return img, persons
+
+
+def _voc12_xml(image_id, size, persons):
+    """As the VOC 2012 action annotations: elements in alphabetical order, <actions> with all 11 flags ('other'
+    too), a <point> on the body (for the boxless taster)."""
+    obj = [('object', [('name', 'person'),
+                       ('actions', [(a, int(a == p['action'])) for a in sorted(VOC_ACTIONS + ('other',))]),
+                       ('bndbox', [(k, p['box'][i]) for k, i in (('xmax', 2), ('xmin', 0), ('ymax', 3), ('ymin', 1))]),
+                       ('difficult', 0), ('pose', 'Unspecified'),
+                       ('point', [('x', p['point'][0]), ('y', p['point'][1])])])
+           for p in persons]
+    return _xml('annotation', [('filename', f'{image_id}.jpg'), ('folder', 'VOC2012')] + obj + [
+        ('segmented', 0), ('size', [('depth', 3), ('height', size[1]), ('width', size[0])]),
+        ('source', [('annotation', 'PASCAL VOC2012'), ('database', 'The VOC2012 Database'), ('image', 'toydata.py')])])
+
+
+def write_voc12(out, per_action, seed):
+    """OUT/VOCdevkit/VOC2012/{JPEGImages,Annotations,ImageSets/Action}: `per_action` persons of each action in
+    train and in val, one or two to an image, one action each. Train images get ids 2008_000001, 2008_000003, ...,
+    val images the even ones. Action/ holds {train,val,trainval}.txt (image ids) and <action>_<set>.txt with
+    `<id> <object index> <label>` per person, label ' 1' or '-1', as the devkit's files."""
+    root = os.path.join(out, 'VOCdevkit', 'VOC2012')
+    for d in ('JPEGImages', 'Annotations', os.path.join('ImageSets', 'Action')):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    sets, people = {}, {}
+    for split, first in (('train', 1), ('val', 2)):
+        todo = [a for a in VOC_ACTIONS for _ in range(per_action)]
+        order = random.Random(f'{seed}/voc12/{split}/actions')
+        order.shuffle(todo)
+        sets[split] = []
+        n_images = 0
+        while todo:  # about half the images hold two people
+            n = 2 if len(todo) > 1 and order.random() < 0.5 else 1
+            actions, todo = todo[:n], todo[n:]
+            image_id = f'2008_{first + 2 * n_images:06d}'
+            rng = random.Random(f'{seed}/voc12/{split}/{n_images}')
+            img, persons = draw_voc12(actions, rng)
+            img.save(os.path.join(root, 'JPEGImages', f'{image_id}.jpg'), quality=rng.randint(75, 95))
+            with open(os.path.join(root, 'Annotations', f'{image_id}.xml'), 'w') as f:
+                f.write(_voc12_xml(image_id, img.size, persons))
+            sets[split].append(image_id)
+            people[image_id] = [p['action'] for p in persons]
+            n_images += 1
+    sets['trainval'] = sorted(sets['train'] + sets['val'])
+    for split, ids in sets.items():
+        _write_lines(os.path.join(root, 'ImageSets', 'Action', f'{split}.txt'), ids)
+        for a in VOC_ACTIONS:
+            _write_lines(os.path.join(root, 'ImageSets', 'Action', f'{a}_{split}.txt'),
+                         [f'{i} {k} {1 if b == a else -1:2d}' for i in ids for k, b in enumerate(people[i], 1)])
+    return {k: len(v) for k, v in sets.items()}, 2 * per_action * len(VOC_ACTIONS)
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(description='Write the toy data set in the ILSVRC-2012 folder layout.')
     p.add_argument('--out', default='data/toy', help='output root; gets train/ and val/')
@@ -217,6 +573,10 @@ def get_args_parser():
     p.add_argument('--sun-train', type=int, default=20, help='training images per category in each split')
     p.add_argument('--sun-test', type=int, default=20, help='test images per category in each split')
     p.add_argument('--sun-splits', type=int, default=2, help='number of train/test splits (SUN397 has 10)')
+    p.add_argument('--voc07-trainval', type=int, default=200, help='toy VOC 2007 trainval images (0 with --voc07-test 0: no toy VOC 2007)')
+    p.add_argument('--voc07-test', type=int, default=200, help='toy VOC 2007 test images')
+    p.add_argument('--voc12-per-action', type=int, default=20,
+                   help='toy VOC 2012 persons of each action in train and in val (0: no toy VOC 2012)')
     p.add_argument('--seed', type=int, default=0)
     return p
 
@@ -224,9 +584,11 @@ def get_args_parser():
 def main(args):
     if args.train_per_class < 1 or args.val_per_class < 1:
         sys.exit(f'error: --train-per-class and --val-per-class must be >= 1, got {args.train_per_class}, {args.val_per_class}')
+    if min(args.voc07_trainval, args.voc07_test, args.voc12_per_action) < 0:
+        sys.exit('error: --voc07-trainval, --voc07-test and --voc12-per-action must be >= 0')
     if args.sun_per_class and args.sun_train + args.sun_test > args.sun_per_class:
         sys.exit(f'error: --sun-train + --sun-test ({args.sun_train + args.sun_test}) exceed --sun-per-class {args.sun_per_class}')
-    for split in ('train', 'val', 'SUN397'):
+    for split in ('train', 'val', 'SUN397', 'VOCdevkit'):
         if os.path.isdir(os.path.join(args.out, split)) and os.listdir(os.path.join(args.out, split)):
             sys.exit(f'error: {os.path.join(args.out, split)} already holds files; remove it or pick another --out')
     with open(os.path.join(HERE, 'meta', 'ilsvrc2012_classes.tsv')) as f:
@@ -239,6 +601,14 @@ def main(args):
     if args.sun_per_class:
         n = write_sun397(args.out, args.sun_per_class, args.sun_train, args.sun_test, args.sun_splits, args.seed)
         print(f'wrote a toy SUN397 of {n} images in {len(SCENES)} categories, {args.sun_splits} splits, to {args.out}/SUN397')
+    if args.voc07_trainval or args.voc07_test:
+        n = write_voc07(args.out, args.voc07_trainval, args.voc07_test, args.seed)
+        print(f'wrote a toy VOC 2007 of {n.get("trainval", 0)} trainval ({n.get("train", 0)} train + {n.get("val", 0)} val) '
+              f'and {n.get("test", 0)} test images of {len(VOC07_OBJECTS)} classes to {args.out}/VOCdevkit/VOC2007')
+    if args.voc12_per_action:
+        n, persons = write_voc12(args.out, args.voc12_per_action, args.seed)
+        print(f'wrote a toy VOC 2012 action set of {n["train"]} train + {n["val"]} val images, {persons} persons '
+              f'({args.voc12_per_action} of each action in each set), to {args.out}/VOCdevkit/VOC2012')
 
 
 if __name__ == '__main__':

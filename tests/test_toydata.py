@@ -1,4 +1,5 @@
-"""toydata.py writes real JPEGs in the ILSVRC layout, deterministically, with varied sizes and some grayscale."""
+"""toydata.py writes real JPEGs in the ILSVRC layout, deterministically, with varied sizes and some grayscale; and
+the toy VOCdevkit, deterministically too (tests/test_voc_data.py reads it)."""
 import filecmp
 import os
 
@@ -32,3 +33,13 @@ def test_layout_and_determinism(toy, tmp_path):
     assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
     assert filecmp.cmp(os.path.join(root, 'train', wnids[3], f'{wnids[3]}_7.JPEG'),
                        again / 'train' / wnids[3] / f'{wnids[3]}_7.JPEG', shallow=False)
+
+    for sub in ('VOCdevkit/VOC2007/Annotations', 'VOCdevkit/VOC2007/ImageSets/Main', 'VOCdevkit/VOC2007/JPEGImages',
+                'VOCdevkit/VOC2012/Annotations', 'VOCdevkit/VOC2012/ImageSets/Action', 'VOCdevkit/VOC2012/JPEGImages'):
+        cmp = filecmp.dircmp(os.path.join(root, sub), again / sub)
+        assert not cmp.diff_files and not cmp.left_only and not cmp.right_only and cmp.common_files, sub
+    # The default sizes: 200 trainval + 200 test detection images, 20 persons of each action in train and in val.
+    main = os.path.join(root, 'VOCdevkit', 'VOC2007', 'ImageSets', 'Main')
+    assert [len(open(os.path.join(main, f'{s}.txt')).read().split()) for s in ('trainval', 'test')] == [200, 200]
+    action = os.path.join(root, 'VOCdevkit', 'VOC2012', 'ImageSets', 'Action')
+    assert open(os.path.join(action, 'jumping_train.txt')).read().count(' 1\n') == 20
