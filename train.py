@@ -170,12 +170,10 @@ def main(args):
     amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(args.amp, args.amp)
     amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    step, epoch = 0, 0
     if ckpt is not None:
         raw_model.load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
         scaler.load_state_dict(ckpt['scaler'])
-        step, epoch = ckpt['step'], ckpt['epoch']
         engine.set_rng_state(ckpt['rng'][rank])
     if args.train_layers == 'head':  # kept to check at the end that the frozen layers did not move
         frozen = {k: v.detach().clone() for k, v in raw_model.state_dict().items() if not k.startswith(raw_model.head_name + '.')}
@@ -185,7 +183,6 @@ def main(args):
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
 
     # ---- the run directory: created only now that every input is known to be good
-    log = None
     if is_main:
         sha = engine.start_run_dir(args.out, args_dict)
         engine.print_args(args_dict, sha)
@@ -193,9 +190,60 @@ def main(args):
               f'{num_classes} classes, {counts["train"]} train / {counts["val"]} val images, {iters_per_epoch} iterations/epoch, '
               f'{total} iterations = {total / iters_per_epoch:.2f} epochs, lr {args.lr} ({args.schedule}, milestones {milestones}, warm-up {warmup})')
         if ckpt is not None:
-            print(f'resuming from {ckpt_from} at iteration {step}')
+            print(f'resuming from {ckpt_from} at iteration {ckpt["step"]}')
+
+    def loss_of(batch):
+        images, labels = batch
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        return F.cross_entropy(model(images), labels, label_smoothing=args.label_smoothing)
+
+    def validate():
+        m = engine.evaluate(raw_model, val_loader, device, amp_dtype, world)
+        return m, f'val top-1 {m["top1"]:.2f}%  top-5 {m["top5"]:.2f}%  mean class {m["mean_class_acc"]:.2f}%  ({m["n"]} images)'
+
+    def train_mode():
+        # A frozen backbone runs as at test time (no dropout, BN statistics fixed): only the head learns.
+        model.train(args.train_layers == 'all')
+
+    step, epoch, metrics = fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, validate, train_mode, ckpt,
+                               total, milestones, warmup, device, amp_dtype, rank, world)
+    if args.train_layers == 'head':  # the frozen layers really did not move
+        changed = [k for k, v in raw_model.state_dict().items() if k in frozen and not torch.equal(v, frozen[k].to(v.device))]
+        assert not changed, f'frozen weights changed: {changed[:3]}'
+
+    if is_main:
+        result = {'step': step, 'epoch': epoch, **{f'val_{k}': v for k, v in metrics.items()}}
+        engine.write_atomic(metrics_path, json.dumps(result, sort_keys=True) + '\n')
+        print(f'done: val top-1 {metrics["top1"]:.2f}%, top-5 {metrics["top5"]:.2f}% on {metrics["n"]} images')
+        print(f'checkpoint:  {ckpt_path}')
+        print(f'TensorBoard: tensorboard --logdir {os.path.join(args.out, "tb")}')
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The loop, shared by pre-training and by every fine-tuning of finetune.py (classification, detection, actions)
+
+
+def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, validate, train_mode, ckpt, total, milestones,
+        warmup, device, amp_dtype, rank, world):
+    """Train `total` iterations from the checkpoint `ckpt` (or from the start), in the run directory args.out
+    (already started). Returns (step, epoch, metrics of the last validation).
+
+    loss_of(batch) -> the scalar loss of one batch of train_loader (runs under autocast);
+    validate() -> (metrics dict, one line for the log); train_mode() puts the model in training mode.
+    train_loader iterates over one epoch, and its state() is what an exact resume needs.
+    Checkpoints hold raw_model (no DDP or compile prefixes), the optimizer, the scaler, every rank's loader
+    state and RNG, and the open log window, so a resumed run continues bit for bit."""
+    is_main = rank == 0
+    ckpt_path = os.path.join(args.out, 'checkpoint.pth')
+    step, epoch, log = 0, 0, None
+    if ckpt is not None:
+        step, epoch = ckpt['step'], ckpt['epoch']
+    if is_main:
         engine.trim_log(os.path.join(args.out, 'log.jsonl'), step)
         log = engine.RunLog(args.out, purge_step=step + 1)
+    args_dict = dict(vars(args))
 
     def save():
         loaders = engine.all_gather_object(train_loader.state(), world)
@@ -227,11 +275,6 @@ def main(args):
         print(f'error: {message}', file=sys.stderr)
         sys.exit(1)
 
-    def train_mode():
-        # A frozen backbone runs as at test time (no dropout, BN statistics fixed): only the head learns.
-        model.train(args.train_layers == 'all')
-
-    # ---- the loop
     train_mode()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     loss_sum = torch.zeros((), device=device)
@@ -244,14 +287,13 @@ def main(args):
     metrics = None
     while step < total:
         t0 = time.perf_counter()
-        for images, labels in train_loader:
+        for batch in train_loader:
             t_wait += time.perf_counter() - t0
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             lr = engine.lr_at(step, args.lr, total, args.schedule, milestones, args.gamma, warmup)
             for g in optimizer.param_groups:
                 g['lr'] = lr * g['lr_mult']
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-                loss = F.cross_entropy(model(images), labels, label_smoothing=args.label_smoothing)
+                loss = loss_of(batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -274,11 +316,10 @@ def main(args):
                 loss_sum.zero_()
                 n_window, t_wait, t_window = 0, 0.0, time.perf_counter()
             if step % args.eval_every == 0 or step == total:
-                metrics = engine.evaluate(raw_model, val_loader, device, amp_dtype, world)
+                metrics, line = validate()
                 if is_main:
-                    log.log(step, **{f'val/{k}': v for k, v in metrics.items()})
-                    bar.write(f'iteration {step}: val top-1 {metrics["top1"]:.2f}%  top-5 {metrics["top5"]:.2f}%  '
-                              f'mean class {metrics["mean_class_acc"]:.2f}%  ({metrics["n"]} images)')
+                    log.log(step, **{f'val/{k}': v for k, v in metrics.items() if isinstance(v, (int, float))})
+                    bar.write(f'iteration {step}: {line}')
                 train_mode()
                 t_window = time.perf_counter()  # evaluation is not training time
             if step % args.save_every == 0 or step == total:
@@ -290,19 +331,9 @@ def main(args):
         else:
             epoch += 1
     bar.close()
-    if args.train_layers == 'head':  # the frozen layers really did not move
-        changed = [k for k, v in raw_model.state_dict().items() if k in frozen and not torch.equal(v, frozen[k].to(v.device))]
-        assert not changed, f'frozen weights changed: {changed[:3]}'
-
     if is_main:
-        result = {'step': step, 'epoch': epoch, **{f'val_{k}': v for k, v in metrics.items()}}
-        engine.write_atomic(metrics_path, json.dumps(result, sort_keys=True) + '\n')
         log.close()
-        print(f'done: val top-1 {metrics["top1"]:.2f}%, top-5 {metrics["top5"]:.2f}% on {metrics["n"]} images')
-        print(f'checkpoint:  {ckpt_path}')
-        print(f'TensorBoard: tensorboard --logdir {os.path.join(args.out, "tb")}')
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    return step, epoch, metrics
 
 
 if __name__ == '__main__':
