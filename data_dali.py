@@ -1,4 +1,4 @@
-"""Every DALI input pipeline of the project. Classification for now; detection and actions join later.
+"""Every DALI input pipeline of the project: classification, and detection / actions (boxes flipped with the image).
 
     from data_dali import classification_loader
     train = classification_loader('data/toy', 'subsets/toy-full/train.txt', batch_size=64, train=True, crop=96, resize=108)
@@ -16,18 +16,20 @@ import functools
 import json
 import multiprocessing
 import os
+import random
 import signal
 import sys
 import time
 from collections import Counter
 
+import numpy as np
 import torch
 from datasets import read_manifest, scan_imagenet
 from engine import UserError, run_main, write_atomic
 from nvidia import nvimgcodec
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
-from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy, feed_ndarray
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -157,6 +159,128 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
                                     seed=seed + 1000 * shard_id,  # augmentation differs across ranks
                                     enable_checkpointing=train, checkpoint=checkpoint)
     return ClassificationLoader(pipe, train, file_list)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Detection and actions: encoded images and their boxes through an external source (the boxes must be flipped
+# with the image, and the order of images is ours to control for an exact resume)
+
+
+@pipeline_def
+def _detection_pipeline(source, decoder_device, scale, max_size):
+    jpegs, boxes, flip = fn.external_source(source=source, num_outputs=3, batch=True, batch_info=True,
+                                            dtype=[types.UINT8, types.FLOAT, types.INT32])
+    dev = 'gpu' if decoder_device == 'mixed' else 'cpu'
+    shape = fn.peek_image_shape(jpegs, dtype=types.FLOAT)  # (H, W, C) from the header
+    h, w = shape[0], shape[1]
+    # py-faster-rcnn (lib/utils/blob.py prep_im_for_blob): shorter side to 600 unless the longer then exceeds 1000.
+    s = dmath.min(scale / dmath.min(h, w), max_size / dmath.max(h, w))
+    # The annotation's pixel frame is the stored one, so no EXIF rotation (VOC's JPEGs have none anyway).
+    images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB, adjust_orientation=False)
+    images = fn.resize(images, device=dev, size=fn.stack(dmath.floor(h * s + 0.5), dmath.floor(w * s + 0.5)))
+    images = fn.crop_mirror_normalize(images, device=dev, dtype=types.FLOAT, output_layout='HWC', mean=MEAN, std=STD,
+                                      mirror=flip)
+    # Boxes come in continuous pixel coordinates and are flipped in relative ones, where bb_flip's x -> 1 - x is
+    # exactly the image's mirror.
+    boxes = fn.bb_flip(boxes / fn.stack(w, h, w, h), ltrb=True, horizontal=flip)
+    images = fn.pad(images, device=dev, axes=(0, 1))  # several images: zero (= mean) padding to the largest, as py-faster-rcnn
+    return images, boxes, fn.stack(h, w, s)
+
+
+class DetectionLoader:
+    """Iterates over one epoch of (images, boxes, im_info, indices):
+    images float NCHW (a channels_last view, zero-padded to the batch's largest), boxes a list of [M, 4] float
+    tensors in py-faster-rcnn's convention (0-based inclusive pixels of the resized, maybe flipped image),
+    im_info [B, 3] (height, width, scale) of each resized image before padding, indices the records' positions.
+
+    The order is a pure function of (seed, epoch): a permutation of all records per epoch, this shard taking
+    every num_shards-th, and a mirror coin per image. So state() is just the number of batches consumed, and a
+    resumed run sees the same batches as an uninterrupted one."""
+
+    def __init__(self, root, records, batch_size, train, scale, max_size, num_threads, device_id, seed, shard_id,
+                 num_shards, consumed=0):
+        self.root, self.records, self.batch_size, self.train, self.seed = root, records, batch_size, train, seed
+        self.shard_id, self.num_shards = shard_id, num_shards
+        n = len(records) // num_shards if train else len(range(shard_id, len(records), num_shards))
+        # training drops the ragged last batch (fixed batch size for the step); testing sees every image once
+        self.batches = n // batch_size if train else -(-n // batch_size)
+        if self.batches < 1:
+            raise UserError(f'{len(records)} images in {root} are too few for a batch of {batch_size} on {num_shards} process(es)')
+        # The source never ends: DALI's prefetch runs on into the next epoch, which is just the next batches of
+        # the stream. Batch k of the stream is start + the pipeline's iteration count.
+        self.start = self.consumed = consumed
+        self.device = torch.device('cuda', device_id) if device_id is not None else None
+        self.pipe = _detection_pipeline(source=self._source, decoder_device='cpu' if device_id is None else 'mixed',
+                                        scale=scale, max_size=max_size, batch_size=batch_size, num_threads=num_threads,
+                                        device_id=device_id, seed=seed, prefetch_queue_depth=2)
+        self.pipe.build()
+
+    def _order(self, epoch):
+        """(record indices of this shard, mirror flags) for one epoch."""
+        idx = list(range(len(self.records)))
+        flips = [0] * len(idx)
+        if self.train:  # py-faster-rcnn trains on every image and its mirror (TRAIN.USE_FLIPPED): a coin per image
+            rng = random.Random(f'{self.seed}/{epoch}')
+            rng.shuffle(idx)
+            flips = [rng.randint(0, 1) for _ in idx]
+        return idx[self.shard_id::self.num_shards], flips[self.shard_id::self.num_shards]
+
+    def _batch(self, k):
+        epoch, b = divmod(k, self.batches)
+        idx, flips = self._order(epoch)
+        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        return idx[sl], flips[sl]
+
+    def _source(self, info):
+        idx, flips = self._batch(self.start + info.iteration)
+        jpegs, boxes = [], []
+        for i in idx:
+            r = self.records[i]
+            path = os.path.join(self.root, r['path'])
+            try:
+                jpegs.append(np.fromfile(path, dtype=np.uint8))
+            except OSError as e:
+                raise UserError(f'cannot read {path}: {e.strerror}') from None
+            b = np.asarray(r['boxes'], dtype=np.float32).reshape(-1, 4)
+            # VOC's 1-based inclusive pixels -> continuous coordinates [x1 - 1, x2) that scale and mirror exactly
+            boxes.append(np.concatenate([b[:, :2] - 1, b[:, 2:]], 1))
+        return jpegs, boxes, [np.array(f, dtype=np.int32) for f in flips]
+
+    def __len__(self):
+        return self.batches
+
+    def __iter__(self):
+        for _ in range(self.batches):
+            idx, _ = self._batch(self.consumed)
+            with dali_errors(self.root):
+                images, rel, info = self.pipe.run()
+            self.consumed += 1
+            if self.device is None:
+                images = torch.from_numpy(np.array(images.as_tensor()))
+            else:
+                out = torch.empty(images.as_tensor().shape(), dtype=torch.float32, device=self.device)
+                images = feed_ndarray(images.as_tensor(), out, torch.cuda.current_stream(self.device))
+            info = torch.from_numpy(np.stack([np.array(info[i]) for i in range(len(info))]))
+            boxes = []
+            for i in range(len(rel)):
+                hw = info[i, :2].flip(0).repeat(2)  # (w, h, w, h)
+                b = torch.from_numpy(np.array(rel[i])).reshape(-1, 4) * hw
+                # continuous -> py-faster-rcnn's inclusive pixels, then the resize scale (prep_im_for_blob's order)
+                boxes.append(torch.cat([b[:, :2], b[:, 2:] - 1], 1) * info[i, 2])
+            yield images.permute(0, 3, 1, 2), boxes, info, idx
+
+    def state(self):
+        return self.consumed
+
+
+def detection_loader(root, records, batch_size, train, scale=600, max_size=1000, num_threads=4, device_id=None,
+                     seed=0, shard_id=0, num_shards=1, checkpoint=None):
+    """A loader over `records` (rows of datasets.read_voc_detection or read_voc_actions: 'path' relative to
+    `root`, 'boxes' in VOC's 1-based inclusive pixels). checkpoint: a previous loader's state()."""
+    if not records:
+        raise UserError(f'no images to load from {root}')
+    return DetectionLoader(root, records, batch_size, train, scale, max_size, num_threads, device_id, seed, shard_id,
+                           num_shards, consumed=checkpoint or 0)
 
 
 def device_id():

@@ -12,7 +12,11 @@ bench/detection_ops.py.
 Boxes are x1, y1, x2, y2 in pixels with py-faster-rcnn's inclusive "+1" convention: a box's width is x2 - x1 + 1
 (lib/utils/bbox.pyx bbox_overlaps, lib/nms/*), so [0, 0, 9, 9] is 10 x 10 pixels.
 """
+import copy
+import math
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 
@@ -221,3 +225,324 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=2, alig
         out = F.embedding_bag(index.reshape(K * oh * ow, 4 * s * s), table,
                               per_sample_weights=weight.reshape(K * oh * ow, 4 * s * s), mode='sum')
     return out.view(K, oh, ow, C).permute(0, 3, 1, 2).contiguous().to(features.dtype)
+
+
+# ---------------------------------------------------------------------------------------- anchors and box coding
+
+# py-faster-rcnn lib/fast_rcnn/config.py (TRAIN.BBOX_NORMALIZE_STDS): the Fast R-CNN head regresses targets divided
+# by these; the RPN regresses raw ones.
+BOX_STDS = (0.1, 0.1, 0.2, 0.2)
+# Detectron (BBOX_XFORM_CLIP): no predicted log-size above log(1000/16), so exp() cannot overflow into inf boxes.
+MAX_LOG_SIZE = math.log(1000. / 16)
+
+
+def generate_anchors(base_size=16, ratios=(0.5, 1, 2), scales=(8, 16, 32)):
+    """py-faster-rcnn lib/rpn/generate_anchors.py: [len(ratios) * len(scales), 4] anchors centred on the first
+    base_size cell, ratio-major, with its rounding (round half to even, as np.round). The defaults give areas
+    128^2, 256^2, 512^2 at aspect ratios 0.5, 1, 2."""
+    ctr = (base_size - 1) / 2
+    out = []
+    for r in ratios:
+        ws = round(math.sqrt(base_size * base_size / r))
+        hs = round(ws * r)
+        for s in scales:
+            w, h = ws * s, hs * s
+            out.append([ctr - (w - 1) / 2, ctr - (h - 1) / 2, ctr + (w - 1) / 2, ctr + (h - 1) / 2])
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def shifted_anchors(anchors, height, width, stride):
+    """Every anchor at every cell of a height x width feature map: [height * width * A, 4], cell-major (row, then
+    column, then anchor), the order of an RPN output permuted to [H, W, A] (py-faster-rcnn anchor_target_layer)."""
+    ys = torch.arange(height, dtype=anchors.dtype, device=anchors.device) * stride
+    xs = torch.arange(width, dtype=anchors.dtype, device=anchors.device) * stride
+    y, x = torch.meshgrid(ys, xs, indexing='ij')
+    shifts = torch.stack([x, y, x, y], -1).reshape(-1, 1, 4)
+    return (shifts + anchors[None]).reshape(-1, 4)
+
+
+def encode(boxes, targets, stds=(1., 1., 1., 1.)):
+    """Regression targets (dx, dy, dw, dh) from boxes to targets, +1 convention (py-faster-rcnn bbox_transform)."""
+    w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+    tw, th = targets[:, 2] - targets[:, 0] + 1, targets[:, 3] - targets[:, 1] + 1
+    d = torch.stack([(targets[:, 0] + 0.5 * tw - boxes[:, 0] - 0.5 * w) / w,
+                     (targets[:, 1] + 0.5 * th - boxes[:, 1] - 0.5 * h) / h,
+                     torch.log(tw / w), torch.log(th / h)], 1)
+    return d / d.new_tensor(stds)
+
+
+def decode(boxes, deltas, stds=(1., 1., 1., 1.)):
+    """Inverse of encode for deltas [N, 4k] (k boxes per row, class-specific), computed in float32. The far corner
+    is centre + w / 2 - 1, the exact inverse (Detectron's fix of py-faster-rcnn's bbox_transform_inv)."""
+    boxes, deltas = boxes.float(), deltas.float().reshape(len(deltas), -1, 4) * deltas.new_tensor(stds).float()
+    w, h = boxes[:, 2:3] - boxes[:, 0:1] + 1, boxes[:, 3:4] - boxes[:, 1:2] + 1
+    cx, cy = boxes[:, 0:1] + 0.5 * w + deltas[..., 0] * w, boxes[:, 1:2] + 0.5 * h + deltas[..., 1] * h
+    pw = torch.exp(deltas[..., 2].clamp(max=MAX_LOG_SIZE)) * w
+    ph = torch.exp(deltas[..., 3].clamp(max=MAX_LOG_SIZE)) * h
+    out = torch.stack([cx - 0.5 * pw, cy - 0.5 * ph, cx + 0.5 * pw - 1, cy + 0.5 * ph - 1], -1)
+    return out.reshape(len(boxes), -1)
+
+
+def clip_boxes(boxes, height, width):
+    """Clip [N, 4k] boxes to the image: x in [0, width - 1], y in [0, height - 1]."""
+    b = boxes.reshape(len(boxes), -1, 4)
+    x, y = b[..., 0::2].clamp(0, width - 1), b[..., 1::2].clamp(0, height - 1)
+    return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], -1).reshape(boxes.shape)
+
+
+def sample(mask, n):
+    """At most n random indices where mask is true (torch's RNG: seeded, and saved in checkpoints)."""
+    idx = mask.nonzero().squeeze(1)
+    return idx[torch.randperm(len(idx), device=idx.device)[:n]] if len(idx) > n else idx
+
+
+def smooth_l1(x, sigma):
+    """py-faster-rcnn's smooth L1 (smooth_L1_loss_layer.cu): 0.5 (sigma x)^2 if |x| < 1 / sigma^2, else |x| - 0.5 / sigma^2."""
+    ax = x.abs()
+    return torch.where(ax < 1 / sigma ** 2, 0.5 * (sigma * x) ** 2, ax - 0.5 / sigma ** 2)
+
+
+# ---------------------------------------------------------------------------------------- Faster R-CNN
+
+# Defaults: py-faster-rcnn, experiments/cfgs/faster_rcnn_end2end.yml over lib/fast_rcnn/config.py.
+RPN = dict(batch=256, fg_fraction=0.5, fg_iou=0.7, bg_iou=0.3,  # TRAIN.RPN_BATCHSIZE, _FG_FRACTION, _POSITIVE/NEGATIVE_OVERLAP
+           pre_nms_train=12000, post_nms_train=2000, pre_nms_test=6000, post_nms_test=300, nms=0.7,  # RPN_PRE/POST_NMS_TOP_N
+           min_size=16)  # RPN_MIN_SIZE, in original-image pixels
+ROI = dict(batch=128, fg_fraction=0.25, fg_iou=0.5, bg_hi=0.5, bg_lo=0.0,  # TRAIN.BATCH_SIZE, FG_FRACTION, FG_THRESH, BG_THRESH_HI/LO (end2end: 0)
+           test_score=0.05, test_nms=0.3, max_dets=100)  # test_net: thresh 0.05, TEST.NMS, max_per_image
+
+
+class FasterRCNN(nn.Module):
+    """Faster R-CNN (Ren et al. 2015), end to end, as py-faster-rcnn trains it, on a pre-trained classifier.
+
+    backbone: images -> features at `stride`; head: pooled RoI features [K, C, pool, pool] -> [K, head_channels].
+    forward(images, im_info, targets) returns the four losses in training, and at test a list (per image) of
+    (boxes [N, 4] in the resized image's pixels, scores [N], labels [N] in 0..num_classes-1)."""
+
+    def __init__(self, backbone, head, channels, head_channels, num_classes, stride=16, pool=6,
+                 anchor_scales=(8, 16, 32), anchor_ratios=(0.5, 1, 2)):
+        super().__init__()
+        self.backbone, self.box_head, self.stride, self.pool, self.num_classes = backbone, head, stride, pool, num_classes
+        self.register_buffer('anchors', generate_anchors(stride, anchor_ratios, anchor_scales), persistent=False)
+        A = len(self.anchors)
+        # RPN: a 3x3 conv as wide as the features (ZF: 256, as AlexNet's conv5), then per-anchor objectness and
+        # deltas. One logit per anchor with a sigmoid is py-faster-rcnn's two-way softmax, reparametrised.
+        self.rpn_conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.rpn_cls = nn.Conv2d(channels, A, 1)
+        self.rpn_box = nn.Conv2d(channels, 4 * A, 1)
+        self.cls_score = nn.Linear(head_channels, num_classes + 1)  # + background, class 0
+        self.bbox_pred = nn.Linear(head_channels, 4 * (num_classes + 1))  # class-specific boxes
+        for m, std in ((self.rpn_conv, 0.01), (self.rpn_cls, 0.01), (self.rpn_box, 0.01), (self.cls_score, 0.01),
+                       (self.bbox_pred, 0.001)):  # py-faster-rcnn's prototxt fillers
+            nn.init.normal_(m.weight, std=std)
+            nn.init.zeros_(m.bias)
+
+    def proposals(self, anchors, logits, deltas, info, train):
+        """py-faster-rcnn proposal_layer for one image: decode, clip, drop tiny boxes, top-N, NMS, top-N."""
+        pre, post = (RPN['pre_nms_train'], RPN['post_nms_train']) if train else (RPN['pre_nms_test'], RPN['post_nms_test'])
+        h, w, scale = info.tolist()
+        boxes = clip_boxes(decode(anchors, deltas), h, w)
+        min_size = RPN['min_size'] * scale
+        keep = ((boxes[:, 2] - boxes[:, 0] + 1) >= min_size) & ((boxes[:, 3] - boxes[:, 1] + 1) >= min_size)
+        boxes, scores = boxes[keep], logits.float()[keep]
+        top = scores.topk(min(pre, len(scores))).indices
+        boxes, scores = boxes[top], scores[top]
+        return boxes[nms(boxes, scores, RPN['nms'], max_keep=post)]
+
+    def rpn_loss(self, anchors, logits, deltas, gt, info):
+        """py-faster-rcnn anchor_target_layer + losses for one image: anchors inside the image only; fg: IoU >= 0.7
+        or the best anchor of a ground-truth box, bg: IoU < 0.3; 256 sampled, at most half fg. Objectness
+        cross-entropy over the sample; smooth L1 (sigma 3) on fg deltas, divided by the sample size."""
+        h, w = info[0].item(), info[1].item()
+        inside = ((anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] < w) & (anchors[:, 3] < h)).nonzero().squeeze(1)
+        a = anchors[inside]
+        labels = torch.full((len(a),), -1, device=a.device)
+        if len(gt):
+            iou = box_iou(a, gt)  # [anchors, gt]
+            best, arg = iou.max(1)
+            labels[best < RPN['bg_iou']] = 0
+            gt_best = iou.max(0).values
+            labels[((iou == gt_best[None]) & (gt_best[None] > 0)).any(1)] = 1  # ties included, as np.where(overlaps == max)
+            labels[best >= RPN['fg_iou']] = 1
+        else:
+            labels[:] = 0
+        fg = sample(labels == 1, int(RPN['fg_fraction'] * RPN['batch']))
+        bg = sample(labels == 0, RPN['batch'] - len(fg))
+        idx = torch.cat([fg, bg])
+        target = torch.cat([torch.ones(len(fg)), torch.zeros(len(bg))]).to(logits)
+        loss_cls = F.binary_cross_entropy_with_logits(logits[inside[idx]].float(), target.float())
+        loss_box = logits.new_zeros(()).float()
+        if len(fg):
+            t = encode(a[fg], gt[arg[fg]])
+            loss_box = smooth_l1(deltas[inside[fg]].float() - t, 3.0).sum() / max(1, len(idx))
+        return loss_cls, loss_box
+
+    def sample_rois(self, proposals, gt, gt_labels):
+        """py-faster-rcnn proposal_target_layer for one image: ground truth added to the proposals; 128 RoIs, at
+        most 25% fg (IoU >= 0.5), the rest bg (IoU in [0, 0.5)); class-specific targets normalised by BOX_STDS."""
+        rois = torch.cat([proposals, gt]) if len(gt) else proposals
+        if len(gt):
+            best, arg = box_iou(rois, gt).max(1)
+        else:
+            best, arg = rois.new_zeros(len(rois)), torch.zeros(len(rois), dtype=torch.long, device=rois.device)
+        fg = sample(best >= ROI['fg_iou'], round(ROI['fg_fraction'] * ROI['batch']))
+        bg = sample((best < ROI['bg_hi']) & (best >= ROI['bg_lo']), ROI['batch'] - len(fg))
+        keep = torch.cat([fg, bg])
+        labels = torch.zeros(len(keep), dtype=torch.long, device=rois.device)
+        targets = rois.new_zeros(len(keep), 4)
+        if len(fg):
+            labels[:len(fg)] = gt_labels[arg[fg]] + 1
+            targets[:len(fg)] = encode(rois[fg], gt[arg[fg]], BOX_STDS)
+        return rois[keep], labels, targets
+
+    def forward(self, images, im_info, targets=None):
+        feats = self.backbone(images)
+        x = F.relu(self.rpn_conv(feats))
+        B, _, fh, fw = feats.shape
+        logits = self.rpn_cls(x).permute(0, 2, 3, 1).reshape(B, -1)
+        deltas = self.rpn_box(x).permute(0, 2, 3, 1).reshape(B, -1, 4)
+        anchors = shifted_anchors(self.anchors, fh, fw, self.stride)
+        im_info = im_info.to(feats.device)
+        train = targets is not None
+        rois, losses = [], {'rpn_cls': 0., 'rpn_box': 0.}
+        labels, box_targets = [], []
+        for b in range(B):
+            with torch.no_grad():
+                props = self.proposals(anchors, logits[b].detach(), deltas[b].detach(), im_info[b], train)
+            if train:
+                gt, gt_labels = targets[b]
+                for k, v in zip(('rpn_cls', 'rpn_box'), self.rpn_loss(anchors, logits[b], deltas[b], gt, im_info[b])):
+                    losses[k] = losses[k] + v / B
+                props, lab, tgt = self.sample_rois(props, gt, gt_labels)
+                labels.append(lab)
+                box_targets.append(tgt)
+            rois.append(torch.cat([props.new_full((len(props), 1), b), props], 1))
+        rois = torch.cat(rois)
+        pooled = roi_align(feats, rois, self.pool, 1 / self.stride)
+        h = self.box_head(pooled)
+        scores, box_deltas = self.cls_score(h), self.bbox_pred(h)
+        if train:
+            labels, box_targets = torch.cat(labels), torch.cat(box_targets)
+            losses['cls'] = F.cross_entropy(scores.float(), labels)
+            fg = (labels > 0).nonzero().squeeze(1)
+            pred = box_deltas.float().reshape(len(rois), -1, 4)[fg, labels[fg]]
+            # SmoothL1Loss (sigma 1) over the fg class-specific deltas, divided by the number of RoIs
+            losses['box'] = smooth_l1(pred - box_targets[fg], 1.0).sum() / max(1, len(rois))
+            return losses
+        return self.detections(rois, scores.float(), box_deltas.float(), im_info, B)
+
+    def detections(self, rois, scores, box_deltas, im_info, batch):
+        """py-faster-rcnn test_net: class probabilities, class-specific boxes, per class score > 0.05 and NMS 0.3,
+        then the best 100 of the image."""
+        probs = scores.softmax(1)
+        out = []
+        for b in range(batch):
+            mine = rois[:, 0] == b
+            h, w, _ = im_info[b].tolist()
+            boxes = clip_boxes(decode(rois[mine, 1:], box_deltas[mine], BOX_STDS), h, w).reshape(-1, self.num_classes + 1, 4)
+            p = probs[mine]
+            cand = (p[:, 1:] > ROI['test_score']).nonzero()  # (roi, class - 1)
+            bx, sc, lb = boxes[cand[:, 0], cand[:, 1] + 1], p[cand[:, 0], cand[:, 1] + 1], cand[:, 1]
+            keep = batched_nms(bx, sc, lb, ROI['test_nms'], max_keep=ROI['max_dets'])
+            out.append((bx[keep], sc[keep], lb[keep]))
+        return out
+
+
+def split_classifier(net):
+    """(backbone, head, feature channels, head channels, stride, pool size) of a models.py classifier, for
+    region-based heads. AlexNet: conv1-5 without pool5 (stride 16), and fc6 + fc7 on 6 x 6 RoIs (py-faster-rcnn's
+    CaffeNet / ZF models). ResNet: C4, stem to res4 (stride 16), and res5 + global pooling on 14 x 14 RoIs
+    (He et al. 2016 §A; Detectron's ResNet C4)."""
+    if hasattr(net, 'classifier'):
+        backbone = net.features[:-1]
+        channels = [m for m in backbone if isinstance(m, nn.Conv2d)][-1].out_channels
+        head = nn.Sequential(nn.Flatten(), *net.classifier[:6])
+        return backbone, head, channels, net.classifier[6].in_features, 16, 6
+    backbone = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+    head = nn.Sequential(net.layer4, net.avgpool, nn.Flatten())
+    channels = net.layer3[-1].conv1.in_channels
+    return backbone, head, channels, net.fc.in_features, 16, 14
+
+
+def freeze(net, arch):
+    """Layers fine-tuning leaves fixed. AlexNet: conv1 (Fast R-CNN §4.5: conv1 of the small nets is generic, and
+    py-faster-rcnn's CaffeNet / ZF models do not train it). ResNet: the stem and res2 (Detectron's FREEZE_AT 2), and
+    BatchNorm statistics and affines everywhere, since one or two images per batch cannot estimate them
+    (Detectron's AffineChannel). Returns the frozen norm modules, which must stay in eval mode."""
+    if arch.startswith('alexnet'):
+        for p in net.features[0].parameters():
+            p.requires_grad_(False)
+        return []
+    for m in (net.conv1, net.bn1, net.layer1):
+        for p in m.parameters():
+            p.requires_grad_(False)
+    frozen = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    return frozen
+
+
+# ---------------------------------------------------------------------------------------- R*CNN (actions)
+
+# R*CNN (Gkioxari et al. 2015, §3): secondary regions overlap the person box with IoU in [0.2, 0.75].
+SECONDARY_IOU = (0.2, 0.75)
+
+
+def grid_regions(height, width, fractions=(0.25, 0.4, 0.6, 0.85), ratios=(0.5, 1, 2), device=None):
+    """The candidate secondary regions of an image: a fixed multi-scale grid, boxes whose area is fraction^2 of
+    the shorter side squared at each aspect ratio (height / width), stepped by half a box. R*CNN took Selective
+    Search proposals; a grid is deterministic, needs no extra program, and its ~200 boxes cover every place
+    at every scale a prop can occupy."""
+    out = []
+    short = min(height, width)
+    for f in fractions:
+        for r in ratios:
+            bw, bh = min(width, f * short / math.sqrt(r)), min(height, f * short * math.sqrt(r))
+            xs = torch.linspace(0, width - bw, max(1, math.ceil(2 * (width - bw) / bw) + 1), device=device)
+            ys = torch.linspace(0, height - bh, max(1, math.ceil(2 * (height - bh) / bh) + 1), device=device)
+            y, x = torch.meshgrid(ys, xs, indexing='ij')
+            out.append(torch.stack([x, y, x + bw - 1, y + bh - 1], -1).reshape(-1, 4))
+    return torch.cat(out)
+
+
+class RStarCNN(nn.Module):
+    """R*CNN (Gkioxari et al. 2015): the score of action a for a person is the primary region's (the person box)
+    plus the best secondary region's, score(a) = w_p.phi(primary) + max_s w_s.phi(s), over the candidate regions
+    whose IoU with the person box is in [0.2, 0.75]. Primary and secondary regions have their own fc6-fc7 (both
+    from the pre-trained network) and their own scoring layer. forward(images, im_info, persons) returns the
+    [persons, actions] scores of every person box of every image, in order."""
+
+    def __init__(self, backbone, head, head_channels, num_actions, stride=16, pool=6):
+        super().__init__()
+        self.backbone, self.stride, self.pool = backbone, stride, pool
+        self.primary, self.secondary = head, copy.deepcopy(head)
+        self.primary_score = nn.Linear(head_channels, num_actions)
+        self.secondary_score = nn.Linear(head_channels, num_actions)
+        for m in (self.primary_score, self.secondary_score):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, images, im_info, persons):
+        feats = self.backbone(images)
+        prim, sec, masks = [], [], []
+        for b, p in enumerate(persons):
+            h, w, _ = im_info[b].tolist()
+            regions = grid_regions(h, w, device=p.device)
+            iou = box_iou(p, regions)
+            ok = (iou >= SECONDARY_IOU[0]) & (iou <= SECONDARY_IOU[1])  # [P, R]
+            used = ok.any(0)  # only regions that are secondary for someone are pooled
+            prim.append(torch.cat([p.new_full((len(p), 1), b), p], 1))
+            sec.append(torch.cat([p.new_full((int(used.sum()), 1), b), regions[used]], 1))
+            masks.append(ok[:, used])
+        scores = self.primary_score(self.primary(roi_align(feats, torch.cat(prim), self.pool, 1 / self.stride)))
+        s = self.secondary_score(self.secondary(roi_align(feats, torch.cat(sec), self.pool, 1 / self.stride))).float()
+        out, start = [], 0
+        for m in masks:
+            mine = s[start:start + m.shape[1]]  # [R, A]
+            start += m.shape[1]
+            best = mine[None].masked_fill(~m[..., None], float('-inf')).amax(1) if m.shape[1] else None
+            # a person with no candidate in the IoU band is scored by its own region alone
+            out.append(torch.zeros(len(m), s.shape[1], device=s.device) if best is None else
+                       torch.where(torch.isinf(best), 0., best))
+        return scores.float() + torch.cat(out)

@@ -94,7 +94,7 @@ def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, w
       finetune_flickr_style: lr_mult 10 on the new fc8).
     wd_norm: weight decay on normalisation parameters (BN/GN scale and shift); Kornblith et al. 2019 find that
       taking it off helps ImageNet accuracy but hurts transfer."""
-    head = {id(p) for p in model.head.parameters()}
+    head = {id(p) for p in model.head.parameters()} if head_lr_mult != 1 else set()
     norm = {id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) for p in m.parameters()}
     groups = {}
     for p in model.parameters():

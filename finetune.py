@@ -33,16 +33,19 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 import engine
 import train
-from data_dali import classification_loader
-from datasets import IMAGE_EXTS, read_manifest, read_sun397, read_tsv, write_manifest
+from data_dali import classification_loader, detection_loader
+from datasets import (IMAGE_EXTS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_sun397, read_tsv, read_voc_actions,
+                      read_voc_detection, write_manifest)
+from detection import FasterRCNN, RStarCNN, freeze, split_classifier
 from engine import UserError
-from eval.metrics import knn, mean_class_accuracy, per_class_counts, topk_hits
+from eval.metrics import action_ap, detection_ap, knn, mean_ap, mean_class_accuracy, per_class_counts, topk_hits
 from models import ARCHS, INPUT_SIZE, AlexNet, ResNet, get_model
 
-TASKS = ('sun397', 'folder', 'manifest', 'knn', 'coarse-fine')
+TASKS = ('sun397', 'folder', 'manifest', 'voc07', 'voc12-action', 'knn', 'coarse-fine')
 MODES = ('finetune', 'last', 'linear')
 # Paper §3 (SUN-CLS): fc8 replaced by a random 397-way layer, all layers fine-tuned, SGD 50K iterations at
 # lr 0.001, x0.1 every 20K. The new layer learns at 10x and the batch is 50 as in Caffe's fine-tuning
@@ -79,6 +82,14 @@ def get_args_parser():
     nn_.add_argument('--feature', default='fc7', choices=('fc7', 'fc8'),
                      help='penultimate features or logits (the paper\'s text and Fig. 4 disagree)')
     nn_.add_argument('--metric', default='l2', choices=('l2', 'cosine'), help='the paper does not say; l2 is its plain reading')
+    voc = p.add_argument_group('voc07 (Faster R-CNN), voc12-action (R*CNN)')
+    voc.add_argument('--voc', default=None, help='the VOCdevkit folder (holding VOC2007/ and VOC2012/)')
+    voc.add_argument('--train-set', default=None, help='image set trained on (default: trainval for voc07, train for voc12-action)')
+    voc.add_argument('--test-set', default=None, help='image set tested on (default: test for voc07, val for voc12-action)')
+    voc.add_argument('--scale', type=int, default=600, help='shorter image side (py-faster-rcnn TRAIN/TEST.SCALES)')
+    voc.add_argument('--max-size', type=int, default=1000, help='longest image side (py-faster-rcnn MAX_SIZE)')
+    voc.add_argument('--anchor-scales', type=int, nargs='+', default=[8, 16, 32],
+                     help='anchor sizes in units of the 16 px stride: 128, 256, 512 px (py-faster-rcnn)')
     cf = p.add_argument_group('coarse-fine')
     cf.add_argument('--min-subclasses', type=int, default=5, help='coarse classes with at least this many fine classes (paper: 5)')
     cf.add_argument('--top', type=int, default=10, help='coarse classes shown at each end of the figure')
@@ -263,6 +274,181 @@ def run_training(args, rest, data_dir, out):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# voc07 / voc12-action: region-based transfer (detection.py), trained by train.py's own loop
+
+# py-faster-rcnn end to end on VOC 2007 (faster_rcnn_end2end: one image a batch, momentum 0.9, weight decay 0.0005,
+# biases at 2x without decay) on the paper's schedule: lr 0.001 for 70K iterations, x0.1 at 40K. R*CNN actions
+# use the same schedule. With --batch-size B and no --lr, the lr is 0.001 x B (linear scaling, Goyal et al. 2017).
+REGION_RECIPE = ['--iters', '70000', '--lr-steps', '40000', '--batch-size', '1', '--eval-every', '70000',
+                 '--save-every', '2000', '--log-every', '20']
+REGION_LR = 0.001
+
+
+def region_data(args):
+    """(VOC year folder, class or action names, train records, test records) of voc07 / voc12-action, all read
+    and checked before anything is written."""
+    if not args.voc:
+        raise UserError(f'{args.task} needs --voc (the VOCdevkit folder)')
+    det = args.task == 'voc07'
+    root = os.path.join(args.voc, 'VOC2007' if det else 'VOC2012')
+    if not os.path.isdir(root):
+        raise UserError(f'{root} not found; --voc must be the VOCdevkit folder that holds {os.path.basename(root)}/')
+    train_set, test_set = args.train_set or ('trainval' if det else 'train'), args.test_set or ('test' if det else 'val')
+    if det:
+        train_recs, test_recs = read_voc_detection(root, train_set), read_voc_detection(root, test_set)
+        # py-faster-rcnn trains without the difficult objects (pascal_voc.py, use_diff False)
+        train_recs = [dict(r, boxes=r['boxes'][~r['difficult']], labels=r['labels'][~r['difficult']]) for r in train_recs]
+    else:
+        train_recs, test_recs = read_voc_actions(root, train_set), read_voc_actions(root, test_set)
+        # a person with no action flag (VOC's 'other') has no target for the softmax; it is still tested
+        train_recs = [dict(r, boxes=r['boxes'][r['actions'].any(1)], actions=r['actions'][r['actions'].any(1)])
+                      for r in train_recs]
+    kept = [r for r in train_recs if len(r['boxes'])]  # py-faster-rcnn filter_roidb: images with nothing to learn
+    if not kept:
+        raise UserError(f'{root}/ImageSets ({train_set}) lists no image with a usable box')
+    if len(kept) < len(train_recs):
+        print(f'{len(train_recs) - len(kept)} of the {len(train_recs)} {train_set} images have no usable box and are skipped')
+    return root, VOC_CLASSES if det else VOC_ACTIONS, kept, test_recs
+
+
+@torch.no_grad()
+def test_regions(model, loader, records, names, det, device, amp_dtype):
+    """Per-class AP (%) and the PR curves of a detector (VOC07 11-point AP, py-faster-rcnn's test_net + voc_eval)
+    or of an action classifier (VOC action AP, all points, every listed person scored)."""
+    model.eval()
+    found = [None] * len(records)
+    for images, boxes, info, idx in tqdm(loader, desc='test', leave=False, disable=not sys.stderr.isatty()):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+            out = model(images.to(device), info) if det else model(images.to(device), info, [b.to(device) for b in boxes])
+        if det:  # back to the original image, and from 0-based to VOC's 1-based pixels (py-faster-rcnn's results files)
+            for (bx, sc, lb), i, inf in zip(out, idx, info):
+                found[i] = (bx.cpu() / inf[2] + 1, sc.cpu(), lb.cpu())
+        else:
+            scores = out.softmax(1).cpu().split([len(b) for b in boxes])
+            for sc, i in zip(scores, idx):
+                found[i] = sc
+    if det:
+        ap, curves = detection_ap(found, [(r['boxes'], r['labels'], r['difficult']) for r in records], len(names))
+    else:
+        labels = torch.cat([torch.as_tensor(r['actions']) for r in records]) * 2 - 1  # devkit: 1 or -1
+        ap, curves = action_ap(torch.cat(found), labels)
+    m = {'mAP': 100 * mean_ap(ap), 'n': len(records), **{f'AP/{n}': 100 * a for n, a in zip(names, ap) if a == a}}
+    return m, curves
+
+
+def tb_figures(out, names, metrics, curves, step):
+    """Per-class AP bars and precision-recall curves in TensorBoard (IMAGES tab)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+    shown = [(n, metrics[f'AP/{n}'], c) for n, c in zip(names, curves) if f'AP/{n}' in metrics]
+    fig1, ax = plt.subplots(figsize=(max(4, 0.5 * len(shown)), 3))
+    ax.bar([n for n, _, _ in shown], [a for _, a, _ in shown])
+    ax.set_ylabel('AP (%)')
+    ax.set_title(f'mAP {metrics["mAP"]:.1f}')
+    ax.tick_params(axis='x', rotation=60)
+    fig2, ax = plt.subplots(figsize=(5, 4))
+    for n, a, (rec, prec) in shown:
+        ax.plot(rec, prec, label=f'{n} {a:.1f}')
+    ax.set_xlabel('recall')
+    ax.set_ylabel('precision')
+    ax.legend(fontsize=6)
+    with SummaryWriter(os.path.join(out, 'tb')) as tb:
+        tb.add_figure('test/ap_per_class', fig1, step)
+        tb.add_figure('test/pr_curves', fig2, step)
+
+
+def region_task(args, rest):
+    """Fine-tune a pre-trained network as a Faster R-CNN (voc07) or an R*CNN (voc12-action) and test it."""
+    det = args.task == 'voc07'
+    root, names, train_recs, test_recs = region_data(args)
+    net, _ = network(args, 1)  # the pre-trained layers (checked against --arch); its last layer is dropped
+    out = args.out or default_out(args, args.task)
+    argv = ['--subset', root, '--out', out, '--arch', args.arch, '--width', str(args.width), '--seed', str(args.seed),
+            '--workers', str(args.workers), *REGION_RECIPE]
+    targs = train.get_args_parser().parse_args(argv + rest)
+    if '--lr' not in rest:
+        targs.lr = REGION_LR * targs.batch_size
+    targs.task, targs.init, targs.scale, targs.max_size = args.task, args.init, args.scale, args.max_size
+    targs.anchor_scales, targs.train_set, targs.test_set = args.anchor_scales, args.train_set, args.test_set
+    args_dict = dict(vars(targs))
+    rank, world, _, device = engine.init_distributed()
+    if world > 1:
+        raise UserError(f'{args.task} runs in one process (as py-faster-rcnn); run seeds side by side instead')
+    engine.check_run_dir(out, args_dict, ignore=train.RESUME_MAY_CHANGE)
+    metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
+    if os.path.exists(metrics_path):
+        print(f'{out} is finished: {open(metrics_path).read().strip()}')
+        return out, json.load(open(metrics_path))
+    ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, targs.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
+
+    backbone, head, channels, head_channels, stride, pool = split_classifier(net)
+    frozen_norms = freeze(net, args.arch)
+    torch.manual_seed(targs.seed)
+    if det:
+        model = FasterRCNN(backbone, head, channels, head_channels, len(names), stride, pool, tuple(args.anchor_scales))
+    else:
+        model = RStarCNN(backbone, head, head_channels, len(names), stride, pool)
+    model = model.to(device)
+    if targs.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = engine.sgd(model, targs.lr, targs.momentum, targs.wd, caffe_bias=True)
+    amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(targs.amp, targs.amp)
+    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    if ckpt is not None:
+        model.load_state_dict(ckpt['model'])
+        optimizer.load_state_dict(ckpt['optimizer'])
+        scaler.load_state_dict(ckpt['scaler'])
+        engine.set_rng_state(ckpt['rng'][0])
+    dev_id = device.index if device.type == 'cuda' else None
+    train_loader = detection_loader(root, train_recs, targs.batch_size, True, args.scale, args.max_size, targs.workers,
+                                    dev_id, targs.seed, checkpoint=ckpt['loader'][0] if ckpt else None)
+    test_loader = detection_loader(root, test_recs, 1, False, args.scale, args.max_size, targs.workers, dev_id, targs.seed)
+    milestones, total = targs.lr_steps, targs.iters
+
+    sha = engine.start_run_dir(out, args_dict)
+    engine.print_args(args_dict, sha)
+    print(f'{args.task}: {"Faster R-CNN" if det else "R*CNN"} on a {args.arch}, {len(names)} {"classes" if det else "actions"}, '
+          f'{len(train_recs)} train / {len(test_recs)} test images, batch {targs.batch_size}, lr {targs.lr} '
+          f'(milestones {milestones}), {total} iterations = {total / len(train_loader):.1f} epochs, {amp} autocast')
+    if ckpt is not None:
+        print(f'resuming from {ckpt_from} at iteration {ckpt["step"]}')
+
+    def loss_of(batch):
+        images, boxes, info, idx = batch
+        images, boxes = images.to(device, non_blocking=True), [b.to(device) for b in boxes]
+        if det:
+            targets = [(b, torch.as_tensor(train_recs[i]['labels'], device=device)) for b, i in zip(boxes, idx)]
+            return sum(model(images, info, targets).values())
+        # R*CNN: softmax over actions; a person with several actions shares the target among them
+        t = torch.cat([torch.as_tensor(train_recs[i]['actions']) for i in idx]).float().to(device)
+        return F.cross_entropy(model(images, info, boxes).float(), t / t.sum(1, keepdim=True))
+
+    curves = []
+
+    def validate():
+        m, c = test_regions(model, test_loader, test_recs, names, det, device, amp_dtype)
+        curves[:] = c
+        return m, f'test mAP {m["mAP"]:.2f} ({m["n"]} images)'
+
+    def train_mode():
+        model.train()
+        for m in frozen_norms:  # BatchNorm stays frozen (detection.freeze)
+            m.eval()
+
+    step, epoch, metrics = train.fit(targs, model, model, optimizer, scaler, train_loader, loss_of, validate, train_mode,
+                                     ckpt, total, milestones, targs.warmup, device, amp_dtype, rank, world)
+    tb_figures(out, names, metrics, curves, step)
+    result = {'step': step, 'epoch': epoch, **{f'test_{k}': v for k, v in metrics.items()}}
+    engine.write_atomic(metrics_path, json.dumps(result, sort_keys=True) + '\n')
+    print(f'done: test mAP {metrics["mAP"]:.2f} on {metrics["n"]} images; per class: ' +
+          ', '.join(f'{k[3:]} {v:.1f}' for k, v in metrics.items() if k.startswith('AP/')))
+    return out, result
+
+
+# ----------------------------------------------------------------------------------------------------------
 # linear: L2-regularised multinomial logistic regression on frozen penultimate features (Kornblith et al. 2019)
 
 
@@ -414,8 +600,12 @@ def plot_coarse_fine(rows, top, path):
 
 
 def main(args, rest):
-    if rest and not (args.task in ('sun397', 'folder', 'manifest') and args.mode in ('finetune', 'last')):
+    if rest and not (args.task in ('sun397', 'folder', 'manifest') and args.mode in ('finetune', 'last')
+                     or args.task in ('voc07', 'voc12-action')):
         raise UserError(f'unrecognized arguments: {" ".join(rest)} (train.py flags apply to the finetune and last modes only)')
+    if args.task in ('voc07', 'voc12-action'):
+        out, result = region_task(args, rest)
+        return finish(out, args, result, record_args=False)
     if args.task in ('knn', 'coarse-fine'):
         subset = need_subset(args)
         model, src = network(args)
