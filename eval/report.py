@@ -7,8 +7,8 @@ the paper's published numbers beside ours, mean +- std over seeds, and a TensorB
 
 It reads the plans the experiment scripts write (TREE/plans/<name>.json: which run holds which number of which
 figure) and each run's own files (metrics.json, transfer.json, args.json, neighbours.tsv, coarse_fine.tsv).
-A run that is planned but not finished shows as pending; a measure the codebase cannot run yet (VOC
-detection, issue 5) shows the paper's number and "not run". Every run directory of the tree is listed at the
+A run that is planned but not finished shows as pending; a measure left out of the plan (VOC detection in
+a --quick plan) shows the paper's number and "not run". Every run directory of the tree is listed at the
 end, with the arguments that differ between runs, so an ablation run by hand shows up too.
 """
 import argparse

@@ -66,10 +66,15 @@ TOY_SUN_ITERS, TOY_SUN_STEPS, TOY_SUN = 150, (100,), ['--lr', '0.01', '--batch-s
 # ImageNet last layer (paper Figs. 2, 9): finetune.py's recipe on real data; a short one on toy data.
 TOY_LAST = ['--iters', '100', '--lr', '0.01', '--lr-steps', '75', '--batch-size', '32', '--eval-every', '100', '--save-every', '100']
 
-# Detection and action transfer (issue 5) are not built yet. When finetune.py gains them, set these to
-# (task name, [flags with {voc} for the VOC root], result file, metric key); the plans already ask for them.
-DETECTION = None   # e.g. ('voc07', ['--voc-root', '{voc}'], 'transfer.json', 'test_map')
-ACTION = None      # e.g. ('voc12-action', ['--voc-root', '{voc}'], 'transfer.json', 'test_map')
+# VOC07 detection (Faster R-CNN) and VOC12 actions (R*CNN): finetune.py's defaults are the paper's (70K
+# iterations of one image, lr 0.001 x0.1 at 40K). Toy: small images and anchors, a short schedule (tests/
+# test_detection.py: the toy pre-trained network beats scratch at this budget).
+TOY_VOC = ['--scale', '192', '--max-size', '320', '--lr', '0.01', '--save-every', '200', '--log-every', '50']
+TOY_DETECTION = TOY_VOC + ['--anchor-scales', '2', '4', '8', '--iters', '600', '--lr-steps', '400', '--eval-every', '600']
+TOY_ACTION = TOY_VOC[:4] + ['--lr', '0.003', '--iters', '1000', '--lr-steps', '700', '--eval-every', '1000',
+                            '--save-every', '200', '--log-every', '50']
+# One run of either on one H100: ASSUMED at issue 5's target (70K iterations within an hour) until a GPU measures it.
+VOC_HOURS = 1.0
 
 # train.py arguments that may change between a run and its resumption (train.RESUME_MAY_CHANGE), and the
 # bookkeeping ones: never a conflict of configuration.
@@ -94,7 +99,7 @@ def get_args_parser(doc=None):
                    'python toydata.py --out data/toy)')
     d.add_argument('--imagenet', default=None, help='ImageNet root (default: DATA_ROOT/imagenet, or DATA_ROOT)')
     d.add_argument('--sun397', default=None, help='SUN397 root (default: DATA_ROOT/SUN397)')
-    d.add_argument('--voc', default=None, help='VOCdevkit root (default: DATA_ROOT/VOCdevkit; detection is issue 5)')
+    d.add_argument('--voc', default=None, help='VOCdevkit root, holding VOC2007/ and VOC2012/ (default: DATA_ROOT/VOCdevkit)')
     d.add_argument('--index', default=None, help='an existing subsets.py index.tsv (default: made in OUT/subsets/)')
     p.add_argument('--arch', default='alexnet', choices=sorted(THROUGHPUT), help='alexnet is the paper\'s; ResNets answer its open question')
     p.add_argument('--seeds', type=int, nargs='+', default=[0], help='one pre-training and transfer per seed; the report gives mean +- std')
@@ -131,7 +136,7 @@ class Plan:
                              'paper': {str(k): v for k, v in (paper or {}).items()}, 'note': note})
 
     def row(self, label, seed, x=None, paper_as=None, **runs):
-        """runs: {column key: run directory or None (not in the plan, e.g. detection before issue 5)}."""
+        """runs: {column key: run directory or None (not in the plan, e.g. detection in a --quick plan)}."""
         self.rows.append({'label': str(label), 'x': x, 'seed': seed, 'paper_as': None if paper_as is None else str(paper_as),
                           'runs': {k: self.c.rel(v) for k, v in runs.items()}})
 
@@ -299,18 +304,23 @@ class Context:
                  cost=(0, self.size.get(subset, (0, 0))[0] + queries))
         return out
 
-    def voc_transfer(self, run, seed, which):
-        """VOC07 detection or VOC12 action transfer: None until issue 5 builds them (see DETECTION, ACTION)."""
-        spec = DETECTION if which == 'detection' else ACTION
-        if spec is None:
+    def voc_transfer(self, run, seed, which, in_quick=False):
+        """VOC07 detection ('detection') or VOC12 action ('action') transfer of a pre-trained run. With --quick
+        (make demo) only the steps marked in_quick are planned."""
+        if self.quick and not in_quick:
             return None
-        task, flags, _, _ = spec
+        task = 'voc07' if which == 'detection' else 'voc12-action'
         out = os.path.join(run, f'{task}-finetune')
-        cmd = ['python', 'finetune.py', task, *[f.format(voc=self.voc_root) for f in flags], '--init',
-               os.path.join(run, 'checkpoint.pth'), '--out', out, '--seed', str(seed)]
+        cmd = ['python', 'finetune.py', task, '--voc', self.voc_root, '--init', os.path.join(run, 'checkpoint.pth'),
+               '--out', out, '--seed', str(seed)]
+        if self.toy:
+            cmd += TOY_DETECTION if which == 'detection' else TOY_ACTION
+        year = 'VOC2007' if which == 'detection' else 'VOC2012'
+        sets = os.path.join(self.voc_root, year, 'ImageSets', 'Main' if which == 'detection' else 'Action')
         key = self.add(out, cmd, 'transfer.json', 'transfer', f'VOC {which} of {os.path.basename(run)}', needs=[run],
-                       inputs=[(self.voc_root, 'the VOCdevkit folder')])
-        self.steps[key]['hours'] = 1.0  # ASSUMED: issue 5's target, a 70K-iteration AlexNet run within an hour on one H100
+                       inputs=[(sets, f'the VOCdevkit folder with {year}/ImageSets (--voc)')])
+        if not self.toy:
+            self.steps[key]['hours'] = VOC_HOURS
         return out
 
     # -- the steps in an order that runs: dependencies first

@@ -31,9 +31,10 @@ def test_emit_one_guarded_command_per_step(toy, tmp_path):
     out = str(tmp_path / 'p')
     p = script('fig1_images_per_class', '--toy', '--data-root', toy['root'], '--index', toy['index'], '--out', out, '--emit')
     lines = p.stdout.strip().splitlines()
-    # 3 points (15, 30, 60 = full): a subset, a pre-training and a SUN397 fine-tuning each
-    assert len(lines) == 9 and all(line.startswith('test -e ') and ' || python ' in line for line in lines)
+    # 3 points (15, 30, 60 = full): a subset, a pre-training, a SUN397 and a VOC07 fine-tuning each
+    assert len(lines) == 12 and all(line.startswith('test -e ') and ' || python ' in line for line in lines)
     assert sum('train.py' in line for line in lines) == 3 and sum('finetune.py sun397' in line for line in lines) == 3
+    assert sum('finetune.py voc07' in line for line in lines) == 3
     level3 = script('fig1_images_per_class', '--toy', '--data-root', toy['root'], '--index', toy['index'], '--out', out,
                     '--emit', '--level', '3').stdout.strip().splitlines()
     assert len(level3) == 3 and all('train.py' in line for line in level3)
@@ -42,7 +43,7 @@ def test_emit_one_guarded_command_per_step(toy, tmp_path):
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])  # `python` = this venv
     subprocess.run(lines[0], shell=True, cwd=ROOT, check=True, capture_output=True, env=env)
     assert len(script('fig1_images_per_class', '--toy', '--data-root', toy['root'], '--index', toy['index'], '--out', out,
-                      '--emit').stdout.strip().splitlines()) == 8
+                      '--emit').stdout.strip().splitlines()) == 11
 
 
 def test_dry_run_prints_commands_and_gpu_hours(tmp_path):
@@ -187,7 +188,7 @@ def fake_tree(tree, toy, seeds=(0, 1), unfinished=('sun397-s1-finetune-x3',)):
             json.dump({'task': 'x', 'init': 'x'}, open(os.path.join(s['out'], 'args.json'), 'w'))
             json.dump({'task': 'x', 'test_mean_class_acc': score, 'test_top1': score + 1, 'knn_top1': score - 1,
                        'knn_top5': score + 9, 'mean_difference': 3.5, 'coarse_classes': 4, 'fine_correct': 50.0,
-                       'coarse_correct': 70.0}, open(s['done'], 'w'))
+                       'coarse_correct': 70.0, 'test_mAP': score - 10}, open(s['done'], 'w'))
             if 'coarse-fine' in s['out']:
                 open(os.path.join(s['out'], 'coarse_fine.tsv'), 'w').write(
                     'wnid\tname\tsubclasses\tcoarse_acc\tmean_fine_acc\tdifference\n'
@@ -211,10 +212,12 @@ def test_report_on_a_fixture_tree(toy, tmp_path):
     for title in ('Fig. 1', 'Fig. 2', 'Table 1', 'Table 2', 'Table 3', 'Fig. 4', 'Fig. 5', 'Fig. 6', 'Figs. 8, 9',
                   'He et al. 2019', 'Kornblith'):
         assert f'## {title}' in md, title
-    # the paper's numbers beside ours, detection not run
+    # the paper's numbers beside ours; Places is the paper's only
     for number in ('58.3', '57.0', '54.6', '57.8', '53.8'):
         assert number in md
-    assert 'Places (205 scenes)' in md and 'not run' in md and 'issue 5' in md
+    assert 'Places (205 scenes)' in md and 'not run' in md
+    table3 = md.split('## Table 3')[1].split('## ')[0]
+    assert 'VOC07 detection mAP (%)' in table3 and 'VOC12 action mAP (%)' in table3
     # mean +- std over the two seeds: score and score + 2 -> std 1.4
     fig1 = md.split('## Fig. 1')[1].split('## ')[0]
     assert '± 1.4 (n=2)' in fig1 and '15 (paper: 250)' in fig1
