@@ -380,7 +380,7 @@ def region_task(args, rest):
     metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
     if os.path.exists(metrics_path):
         print(f'{out} is finished: {open(metrics_path).read().strip()}')
-        return out, json.load(open(metrics_path))
+        return out, None if os.path.exists(os.path.join(out, 'transfer.json')) else json.load(open(metrics_path))
     ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, targs.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
 
     backbone, head, channels, head_channels, stride, pool = split_classifier(net)
@@ -605,6 +605,8 @@ def main(args, rest):
         raise UserError(f'unrecognized arguments: {" ".join(rest)} (train.py flags apply to the finetune and last modes only)')
     if args.task in ('voc07', 'voc12-action'):
         out, result = region_task(args, rest)
+        if result is None:  # finished before: its transfer.json stands as written
+            return
         return finish(out, args, result, record_args=False)
     if args.task in ('knn', 'coarse-fine'):
         subset = need_subset(args)
