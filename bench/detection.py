@@ -62,7 +62,7 @@ from datasets import VOC_ACTIONS, VOC_CLASSES  # noqa: E402
 from detection import FasterRCNN, RStarCNN, freeze, split_classifier  # noqa: E402
 from models import get_model  # noqa: E402
 
-SECTION = '## Detection'
+SECTION = '## Detection: training and test speed'  # not a prefix of '## Detection ops': record() finds sections by substring
 SETTINGS = {  # width, scale, max size, anchor scales, image size written (None: toydata's own 160-320 px)
     'toy': dict(width=0.25, scale=192, max_size=320, anchors=(2, 4, 8), size=None),
     'paper': dict(width=1.0, scale=600, max_size=1000, anchors=(8, 16, 32), size=(500, 375)),
