@@ -260,13 +260,14 @@ class DetectionLoader:
             else:
                 out = torch.empty(images.as_tensor().shape(), dtype=torch.float32, device=self.device)
                 images = feed_ndarray(images.as_tensor(), out, torch.cuda.current_stream(self.device))
-            info = torch.from_numpy(np.stack([np.array(info[i]) for i in range(len(info))]))
+            orig = torch.from_numpy(np.stack([np.array(info[i]) for i in range(len(info))]))  # (h, w, scale)
             boxes = []
             for i in range(len(rel)):
-                hw = info[i, :2].flip(0).repeat(2)  # (w, h, w, h)
-                b = torch.from_numpy(np.array(rel[i])).reshape(-1, 4) * hw
+                b = torch.from_numpy(np.array(rel[i])).reshape(-1, 4) * orig[i, :2].flip(0).repeat(2)  # * (w, h, w, h)
                 # continuous -> py-faster-rcnn's inclusive pixels, then the resize scale (prep_im_for_blob's order)
-                boxes.append(torch.cat([b[:, :2], b[:, 2:] - 1], 1) * info[i, 2])
+                boxes.append(torch.cat([b[:, :2], b[:, 2:] - 1], 1) * orig[i, 2])
+            # im_info as py-faster-rcnn's: the resized image's size (the pipeline's rounding) and its scale
+            info = torch.cat([torch.floor(orig[:, :2] * orig[:, 2:] + 0.5), orig[:, 2:]], 1)
             yield images.permute(0, 3, 1, 2), boxes, info, idx
 
     def state(self):

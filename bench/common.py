@@ -23,9 +23,10 @@ def record(section, intro, block_title, block, path=BENCHMARKS):
     """Replace (or append) the `### block_title` block inside `section` of BENCHMARKS.md, creating the section
     with its `intro` paragraph when missing; the rest of the file, hand-written notes included, is left alone."""
     text = open(path).read() if os.path.exists(path) else HEADER
-    if section not in text:
+    # the heading as a whole line: '## Detection' must not match inside '## Detection ops'
+    if f'\n{section}\n' not in text:
         text = text.rstrip('\n') + f'\n\n{section}\n\n{intro}\n'
-    start = text.index(section)
+    start = text.index(f'\n{section}\n') + 1
     nxt = text.find('\n## ', start + len(section))
     end = len(text) if nxt < 0 else nxt + 1
     part = text[start:end]
