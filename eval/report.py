@@ -437,8 +437,8 @@ def report(tree, out, hparams=True):
         raise SystemExit(f'error: no plans in {os.path.join(tree, "plans")}: run an experiment script with --out {tree} first')
     md = [f'# wmig report: {tree}', '',
           f'Made by `python eval/report.py {tree}` on {datetime.date.today()}. Ours: mean ± sample std over seeds '
-          f'(n = seeds; one seed shows the value alone). "pending": planned, not finished; "not run": a measure '
-          f'this codebase cannot run yet; "—": the paper gives no number.', '']
+          f'(n = seeds; one seed shows the value alone). "pending": planned, not finished; "not run": not in this plan '
+          f'(a --quick plan, or a row only the paper has); "—": the paper gives no number.', '']
     if any(p.get('toy') for p in plans):
         md += ['**Toy data.** These runs test the whole pipeline on the 20-class toy set; they are not evidence for '
                'or against the paper. The paper\'s numbers are for real ImageNet and PASCAL VOC 2007; each toy row '
