@@ -66,7 +66,7 @@ def _crop_window(jpegs, train, crop, resize):
 
 
 @pipeline_def
-def _classification_pipeline(root, file_list, train, style, crop, resize, shard_id, num_shards, decoder_device):
+def _classification_pipeline(root, file_list, train, style, crop, resize, shard_id, num_shards, decoder_device, hw_decoder_load):
     # A manifest line is "relative/path label": exactly the file reader's file_list format.
     # Train: shuffle_after_epoch draws one permutation of the whole list per epoch, identical on every shard
     # (so shards stay disjoint); a shuffle buffer (random_shuffle) would see class-sorted manifests as
@@ -74,10 +74,13 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
     jpegs, labels = fn.readers.file(file_root=root, file_list=file_list, shard_id=shard_id, num_shards=num_shards,
                                     shuffle_after_epoch=train, pad_last_batch=not train, name='Reader')
     dev = 'gpu' if decoder_device == 'mixed' else 'cpu'
+    # The share of JPEGs the GPU's hardware decoder (NVJPG) takes; the rest go to nvJPEG's CUDA decoder with the
+    # Huffman stage on the CPU threads. None: DALI's default (0.65). bench/end_to_end.py --sweep measures it.
+    decode = {'hw_decoder_load': hw_decoder_load} if decoder_device == 'mixed' and hw_decoder_load is not None else {}
     mirror = 0
     if train and style == 'inception':
         # Random-resized crop (Szegedy et al. 2015; torchvision defaults); decoding only the crop window.
-        images = fn.decoders.image_random_crop(jpegs, device=decoder_device, output_type=types.RGB,
+        images = fn.decoders.image_random_crop(jpegs, device=decoder_device, output_type=types.RGB, **decode,
                                                random_area=[0.08, 1.0], random_aspect_ratio=[3 / 4, 4 / 3])
         images = fn.resize(images, device=dev, size=[crop, crop], antialias=True)
         crop_args = {}
@@ -85,7 +88,7 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
     else:
         # Caffe (Krizhevsky et al. 2012): shorter side to `resize` (256), then a random `crop` (227) and a
         # mirror for training, the centre crop for validation.
-        images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB)
+        images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB, **decode)
         images = fn.resize(images, device=dev, size=[crop, crop], antialias=True,
                            **_crop_window(jpegs, train, crop, resize))
         crop_args = {}
@@ -141,10 +144,14 @@ class ClassificationLoader:
 
 
 def classification_loader(root, file_list, batch_size, train, crop, resize, style='caffe', num_threads=4,
-                          device_id=None, shard_id=0, num_shards=1, seed=0, checkpoint=None):
+                          device_id=None, shard_id=0, num_shards=1, seed=0, checkpoint=None, hw_decoder_load=None,
+                          prefetch=None):
     """A loader over `file_list` (a manifest; its paths are relative to `root`).
 
     device_id: a CUDA device index to decode on the GPU ('mixed'), or None for the CPU pipeline.
+    hw_decoder_load: the hardware JPEG decoder's share on a GPU; prefetch: batches DALI prepares ahead
+    (prefetch_queue_depth). None: DALI's defaults (0.65, 2). A flag added later defaults to None, so that the
+    args.json of older runs still matches (engine.check_run_dir).
     checkpoint: a string from a previous loader's state(), to continue exactly where it stopped.
     """
     for path, what in ((root, 'image root'), (file_list, 'manifest')):
@@ -154,8 +161,9 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
         raise ValueError(f'unknown augmentation style {style!r}; choose from {STYLES}')
     pipe = _classification_pipeline(root=root, file_list=file_list, train=train, style=style, crop=crop, resize=resize,
                                     shard_id=shard_id, num_shards=num_shards,
-                                    decoder_device='cpu' if device_id is None else 'mixed',
+                                    decoder_device='cpu' if device_id is None else 'mixed', hw_decoder_load=hw_decoder_load,
                                     batch_size=batch_size, num_threads=num_threads, device_id=device_id,
+                                    prefetch_queue_depth=prefetch or 2,
                                     seed=seed + 1000 * shard_id,  # augmentation differs across ranks
                                     enable_checkpointing=train, checkpoint=checkpoint)
     return ClassificationLoader(pipe, train, file_list)

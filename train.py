@@ -64,6 +64,9 @@ def get_args_parser():
     p.add_argument('--amp', default='auto', choices=('auto', 'bf16', 'fp16', 'fp32'), help='auto: bf16 on GPU, fp32 on CPU')
     p.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=True)
     p.add_argument('--compile', action='store_true', help='torch.compile the model')
+    p.add_argument('--hw-decoder-load', type=float, default=None,
+                   help='GPU only: share of JPEGs for the hardware decoder (default: DALI\'s 0.65; bench/end_to_end.py --sweep)')
+    p.add_argument('--prefetch', type=int, default=None, help='batches DALI prepares ahead (default: DALI\'s 2)')
     # bookkeeping
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--log-every', type=int, default=50, help='iterations between log lines (and the only .item() syncs)')
@@ -108,7 +111,9 @@ def check_args(args):
         raise UserError(f'--norm {args.norm} applies to ResNets only; AlexNet has no normalisation layers to swap')
     if args.width != 1.0 and not args.arch.startswith('alexnet') or args.width <= 0:
         raise UserError(f'--width {args.width}: must be > 0, and applies to AlexNets only')
-    for name in ('batch_size', 'workers', 'log_every', 'eval_every', 'save_every', 'crop', 'resize', 'keep'):
+    if args.hw_decoder_load is not None and not 0 <= args.hw_decoder_load <= 1:
+        raise UserError(f'--hw-decoder-load {args.hw_decoder_load}: must be between 0 and 1')
+    for name in ('batch_size', 'workers', 'prefetch', 'log_every', 'eval_every', 'save_every', 'crop', 'resize', 'keep'):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UserError(f'--{name.replace("_", "-")} must be >= 1, got {v}')
@@ -144,11 +149,12 @@ def main(args):
     # ---- data
     dali_device = local_rank if device.type == 'cuda' else None
     threads = max(1, args.workers)
+    speed = dict(hw_decoder_load=args.hw_decoder_load, prefetch=args.prefetch)
     train_loader = classification_loader(args.data_root, os.path.join(args.subset, 'train.txt'), batch, True, args.crop,
                                          args.resize, args.style, threads, dali_device, rank, world, args.seed,
-                                         checkpoint=ckpt['loader'][rank] if ckpt else None)
+                                         checkpoint=ckpt['loader'][rank] if ckpt else None, **speed)
     val_loader = classification_loader(args.data_root, os.path.join(args.subset, 'val.txt'), batch, False, args.crop,
-                                       args.resize, args.style, threads, dali_device, rank, world, args.seed)
+                                       args.resize, args.style, threads, dali_device, rank, world, args.seed, **speed)
     iters_per_epoch = len(train_loader)
     unit = iters_per_epoch if args.epochs is not None else 1  # schedule lengths count epochs or iterations
     total = args.epochs * iters_per_epoch if args.epochs is not None else args.iters

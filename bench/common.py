@@ -1,5 +1,6 @@
 """What the benchmarks share: a description of the machine, and writing a result block into BENCHMARKS.md."""
 import os
+import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, 'BENCHMARKS.md')
@@ -17,6 +18,36 @@ def cpu_description():
             flags = line.split()
     simd = ', '.join(s for s, f in (('AVX2', 'avx2'), ('AVX-512', 'avx512f')) if f in flags)
     return f'{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}' + (f' ({simd})' if simd else '')
+
+
+def git_sha():
+    """The short commit of the code that runs: git's, else $WMIG_GIT_SHA (a copy of the tree without .git, as a
+    GPU machine gets), else '?'."""
+    try:
+        sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ''
+    return sha or os.environ.get('WMIG_GIT_SHA', '?')
+
+
+def gpu_description(index=0):
+    """'<name> (<GiB> GiB), driver <version>, CUDA <torch's CUDA>' of a CUDA device (the driver from nvidia-smi)."""
+    import torch
+    p = torch.cuda.get_device_properties(index)
+    try:
+        driver = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader', f'--id={index}'],
+                                capture_output=True, text=True, timeout=30).stdout.strip() or '?'
+    except (OSError, subprocess.TimeoutExpired):
+        driver = '?'
+    return f'{p.name} ({p.total_memory / 2**30:.0f} GiB), driver {driver}, CUDA {torch.version.cuda}'
+
+
+def gpu_memory_used(index=0):
+    """MiB in use on the whole device (every allocator: torch's, DALI's, the CUDA contexts), as nvidia-smi counts."""
+    import torch
+    free, total = torch.cuda.mem_get_info(index)
+    return (total - free) / 2**20
 
 
 def record(section, intro, block_title, block, path=BENCHMARKS):

@@ -41,7 +41,6 @@ import os
 import random
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +55,7 @@ sys.path.insert(0, ROOT)  # run as `python bench/detection.py` from anywhere
 import detection  # noqa: E402
 import engine  # noqa: E402
 import toydata  # noqa: E402
-from bench.common import cpu_description, record  # noqa: E402
+from bench.common import cpu_description, git_sha, gpu_description, record  # noqa: E402
 from data_dali import detection_loader  # noqa: E402
 from datasets import VOC_ACTIONS, VOC_CLASSES  # noqa: E402
 from detection import FasterRCNN, RStarCNN, freeze, split_classifier  # noqa: E402
@@ -300,7 +299,7 @@ def busy_seconds():
 
 def machine(device):
     if device.type == 'cuda':
-        return f'{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, driver {torch.cuda.driver_version() if hasattr(torch.cuda, "driver_version") else "?"}'
+        return gpu_description(device.index or 0)
     return f'{cpu_description()}; {torch.get_num_threads()} torch threads'
 
 
@@ -353,7 +352,7 @@ def main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     print(' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
-    sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    sha = git_sha()
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda needs CUDA')
     device = torch.device(args.device, 0) if args.device == 'cuda' else torch.device('cpu')

@@ -26,7 +26,6 @@ import datetime
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
@@ -35,7 +34,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/detection_ops.py` from anywhere
-from bench.common import cpu_description, record  # noqa: E402
+from bench.common import cpu_description, git_sha, record  # noqa: E402
 from detection import nms, roi_align  # noqa: E402
 
 SECTION = '## Detection ops'
@@ -155,7 +154,7 @@ def main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     print(' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
-    sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    sha = git_sha()
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda needs CUDA')
     device = torch.device(args.device)

@@ -27,7 +27,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/knn.py` from anywhere
-from bench.common import cpu_description, record  # noqa: E402
+from bench.common import cpu_description, git_sha, record  # noqa: E402
 from eval.metrics import knn  # noqa: E402
 
 SECTION = '## kNN induction accuracy (eval/metrics.py knn)'
@@ -251,7 +251,7 @@ def main(args):
     if args.memory_child:
         return memory_child(args)
     print(' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
-    sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    sha = git_sha()
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda needs CUDA')
     device = torch.device(args.device)

@@ -12,11 +12,11 @@ import argparse
 import datetime
 import io
 import math
+import multiprocessing
 import os
 import random
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,10 +29,11 @@ from PIL import Image, ImageDraw
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/loader.py` from anywhere
-from bench.common import cpu_description, record  # noqa: E402
+from bench.common import cpu_description, git_sha, gpu_description, gpu_memory_used, record  # noqa: E402
 from data_dali import MEAN, STD, STYLES, classification_loader  # noqa: E402
 
 SECTION = '## Loader: DALI CPU pipeline vs PIL DataLoader'
+GPU_SECTION = '## Loader on a GPU: DALI mixed pipeline vs PIL DataLoader'
 INTRO = ('Written by `bench/loader.py --record`, one block per command. '
          'CPU ms per image counts every process of one side (DataLoader: main and workers), so a busy neighbour '
          'changes it little; the last column says how quiet the machine was.')
@@ -56,6 +57,7 @@ def get_args_parser():
                    help='PIL then DALI, this many times (fresh loaders each); the table gives the median round')
     p.add_argument('--device', default='cpu', choices=['cpu', 'gpu'],
                    help='gpu: DALI decodes with device_id=0 ("mixed") and both sides deliver batches to the GPU')
+    p.add_argument('--hw-decoder-load', type=float, default=None, help='gpu: the hardware JPEG decoder\'s share (default: DALI\'s)')
     p.add_argument('--record', action='store_true', help='write the result into BENCHMARKS.md (this command\'s block)')
     return p
 
@@ -82,24 +84,30 @@ def synthetic_image(i, w, h):
     return im
 
 
+def _write_synthetic(job):
+    root, i, classes = job
+    w, h = (375, 500) if i % 8 == 0 else (500, 375)  # ImageNet is mostly landscape 500x375/500x333
+    rel = f'c{i % classes:02d}/img{i:05d}.JPEG'
+    buf = io.BytesIO()
+    synthetic_image(i, w, h).save(buf, 'JPEG', quality=90)
+    with open(os.path.join(root, rel), 'wb') as f:
+        f.write(buf.getvalue())
+    return f'{rel} {i % classes}\n', len(buf.getvalue())
+
+
 def make_synthetic(root, n, classes=10):
-    """Write n JPEGs and root/manifest.txt once; a later run with the same --data reuses them."""
+    """Write n JPEGs and root/manifest.txt once (in parallel: the GPU benchmarks want thousands); a later run with
+    the same --data reuses them. Image i is a function of i alone."""
     manifest = os.path.join(root, 'manifest.txt')
     if os.path.exists(manifest) and sum(1 for _ in open(manifest)) == n:
         return manifest
-    lines, sizes = [], []
-    for i in range(n):
-        w, h = (375, 500) if i % 8 == 0 else (500, 375)  # ImageNet is mostly landscape 500x375/500x333
-        rel = f'c{i % classes:02d}/img{i:05d}.JPEG'
-        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
-        buf = io.BytesIO()
-        synthetic_image(i, w, h).save(buf, 'JPEG', quality=90)
-        with open(os.path.join(root, rel), 'wb') as f:
-            f.write(buf.getvalue())
-        lines.append(f'{rel} {i % classes}\n')
-        sizes.append(len(buf.getvalue()))
-    with open(manifest, 'w') as f:
+    for c in range(min(n, classes)):
+        os.makedirs(os.path.join(root, f'c{c:02d}'), exist_ok=True)
+    with multiprocessing.Pool(len(os.sched_getaffinity(0))) as pool:
+        lines, sizes = zip(*pool.map(_write_synthetic, [(root, i, classes) for i in range(n)], chunksize=16))
+    with open(manifest + '.tmp', 'w') as f:
         f.writelines(lines)
+    os.replace(manifest + '.tmp', manifest)
     print(f'wrote {n} JPEGs to {root}: mean {np.mean(sizes) / 1e3:.0f} KB (min {min(sizes) / 1e3:.0f}, max {max(sizes) / 1e3:.0f})')
     return manifest
 
@@ -190,8 +198,9 @@ def machine_cpu():
 
 def time_epochs(loader, args, device, pids):
     """Per timed epoch: wall seconds (epoch boundaries included), images, CPU seconds of our processes (`pids()`),
-    and CPU seconds of every other process on the machine: a busy neighbour takes cores from whichever side
-    runs at the time, so the figures are only comparable when the last is near zero."""
+    CPU seconds of every other process on the machine (a busy neighbour takes cores from whichever side runs at
+    the time, so the figures are only comparable when it is near zero), and on a GPU the device memory in use at
+    the epoch's end (MiB; DALI's memory pools must stay flat from epoch to epoch)."""
     rows = []
     for epoch in range(args.warmup + args.epochs):
         procs = pids()
@@ -205,7 +214,8 @@ def time_epochs(loader, args, device, pids):
         if epoch >= args.warmup:
             ours = process_cpu(procs) - c0
             others = max(0.0, machine_cpu() - m0 - ours)  # clock ticks: either count can be off by one
-            rows.append((time.perf_counter() - t0, n, ours, others))
+            rows.append((time.perf_counter() - t0, n, ours, others,
+                         gpu_memory_used(device.index or 0) if device.type == 'cuda' else None))
     assert tuple(images.shape) == (args.batch_size, 3, args.crop, args.crop) and images.dtype == torch.float32, images.shape
     return rows
 
@@ -225,20 +235,21 @@ def run_pil(args, root, manifest, device):
 def run_dali(args, root, manifest, device):
     loader = classification_loader(root, manifest, args.batch_size, train=True, crop=args.crop, resize=args.resize,
                                    style=args.style, num_threads=args.workers,
-                                   device_id=0 if device.type == 'cuda' else None)
+                                   device_id=0 if device.type == 'cuda' else None, hw_decoder_load=args.hw_decoder_load)
     return time_epochs(loader, args, device, lambda: [os.getpid()])  # DALI's threads live in this process
 
 
 # ---------------------------------------------------------------- report
 
-def versions():
+def versions(gpu=False):
     import nvidia.dali
-    return f'torch {torch.__version__}, DALI {nvidia.dali.__version__}, Pillow {PIL.__version__}'
+    return ((f'{gpu_description()}; ' if gpu else '')
+            + f'torch {torch.__version__}, DALI {nvidia.dali.__version__}, Pillow {PIL.__version__}')
 
 
 def summarise(epochs):
     """One round's (images/s, CPU ms per image, cores taken by other processes) from its timed epochs."""
-    secs, n, ours, others = (sum(col) for col in zip(*epochs))
+    secs, n, ours, others = (sum(col) for col in list(zip(*epochs))[:4])
     return n / secs, 1e3 * ours / n, others / secs
 
 
@@ -254,13 +265,16 @@ def table(results, args):
         rows.append(f'| {label} | {rate[name]:.0f} | {min(rates):.0f}-{max(rates):.0f} | {statistics.median(cpu):.2f} '
                     f'| {max(others):.2f} |')
     rows.append(f'| **ratio DALI / PIL** | **{rate["dali"] / rate["pil"]:.2f}x** | | | |')
+    if args.device == 'gpu':  # device memory after each timed epoch (after the warm-up ones) of DALI's first round
+        mem = [f'{r[4]:.0f}' for r in results['dali'][0]]
+        rows.append(f'\nGPU memory in use after each timed epoch of the first DALI round (MiB): {", ".join(mem)}')
     return '\n'.join(rows)
 
 
 def main(args):
     print(' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
-    sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    print(f'git {sha}; {cpu_description()}; {versions()}')
+    sha = git_sha()
+    print(f'git {sha}; {cpu_description()}; {versions(args.device == "gpu")}')
     if args.device == 'gpu' and not torch.cuda.is_available():
         raise SystemExit('--device gpu needs CUDA')
     if args.workers < 1:
@@ -304,11 +318,11 @@ def main(args):
         aug = ('random-resized crop (0.08-1, 3/4-4/3) to {c}, mirror' if args.style == 'inception'
                else 'shorter side to {r}, random {c} crop, mirror').format(c=args.crop, r=args.resize)
         cmd = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
-        block = (f'### `{cmd}`\n\n{datetime.date.today().isoformat()}; {cpu_description()}; {versions()}.\n'
+        block = (f'### `{cmd}`\n\n{datetime.date.today().isoformat()}; git {sha}; {cpu_description()}; {versions(args.device == "gpu")}.\n'
                  f'{n} {what}; {args.style} style ({aug}), float NCHW normalised; batch {args.batch_size}; '
                  f'{args.workers} DataLoader workers vs {args.workers} DALI threads; {args.warmup} warm-up + '
                  f'{args.epochs} timed epochs per round, {args.rounds} rounds alternating PIL and DALI.\n\n{out}\n')
-        record(SECTION, INTRO, f'`{cmd}`', block)
+        record(GPU_SECTION if args.device == 'gpu' else SECTION, INTRO, f'`{cmd}`', block)
 
 
 if __name__ == '__main__':

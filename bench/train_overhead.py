@@ -42,8 +42,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/train_overhead.py` from anywhere
 import engine  # noqa: E402
 import train  # noqa: E402
-from bench.common import record  # noqa: E402
-from bench.train_step import INTRO, SECTION, busy_seconds, git_sha, machine  # noqa: E402
+from bench.common import git_sha, record  # noqa: E402
+from bench.train_step import INTRO, SECTION, busy_seconds, machine  # noqa: E402
 from models import get_model  # noqa: E402
 
 SETTINGS = {  # width, crop, batch on cpu / cuda

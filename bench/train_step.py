@@ -20,7 +20,6 @@ import datetime
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
@@ -31,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/train_step.py` from anywhere
 import engine  # noqa: E402
-from bench.common import cpu_description, record  # noqa: E402
+from bench.common import cpu_description, git_sha, gpu_description, record  # noqa: E402
 from models import INPUT_SIZE, get_model  # noqa: E402
 
 SECTION = '## Training step'
@@ -77,13 +76,8 @@ def busy_seconds():
 
 def machine(device):
     if device.type == 'cuda':
-        p = torch.cuda.get_device_properties(device)
-        return f'{p.name} ({p.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}'
+        return f'{gpu_description(device.index or 0)}; {cpu_description()}'
     return f'{cpu_description()}; {torch.get_num_threads()} torch threads'
-
-
-def git_sha():
-    return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
 class Clock:
