@@ -66,7 +66,8 @@ def _crop_window(jpegs, train, crop, resize):
 
 
 @pipeline_def
-def _classification_pipeline(root, file_list, train, style, crop, resize, shard_id, num_shards, decoder_device, hw_decoder_load):
+def _classification_pipeline(root, file_list, train, style, crop, resize, shard_id, num_shards, decoder_device, hw_decoder_load,
+                             fancy_upsampling):
     # A manifest line is "relative/path label": exactly the file reader's file_list format.
     # Train: shuffle_after_epoch draws one permutation of the whole list per epoch, identical on every shard
     # (so shards stay disjoint); a shuffle buffer (random_shuffle) would see class-sorted manifests as
@@ -76,7 +77,13 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
     dev = 'gpu' if decoder_device == 'mixed' else 'cpu'
     # The share of JPEGs the GPU's hardware decoder (NVJPG) takes; the rest go to nvJPEG's CUDA decoder with the
     # Huffman stage on the CPU threads. None: DALI's default (0.65). bench/end_to_end.py --sweep measures it.
-    decode = {'hw_decoder_load': hw_decoder_load} if decoder_device == 'mixed' and hw_decoder_load is not None else {}
+    # jpeg_fancy_upsampling: upsample chroma as libjpeg-turbo (the CPU decoder) does, so that the GPU sees the images
+    # CI's CPU runs see; without it nvJPEG differs by 2.7 grey levels on average, up to 58 at colour edges
+    # (tests/test_gpu.py, H100).
+    decode = {}
+    if decoder_device == 'mixed':
+        decode = {'jpeg_fancy_upsampling': fancy_upsampling,
+                  **({'hw_decoder_load': hw_decoder_load} if hw_decoder_load is not None else {})}
     mirror = 0
     if train and style == 'inception':
         # Random-resized crop (Szegedy et al. 2015; torchvision defaults); decoding only the crop window.
@@ -145,12 +152,12 @@ class ClassificationLoader:
 
 def classification_loader(root, file_list, batch_size, train, crop, resize, style='caffe', num_threads=4,
                           device_id=None, shard_id=0, num_shards=1, seed=0, checkpoint=None, hw_decoder_load=None,
-                          prefetch=None):
+                          prefetch=None, fancy_upsampling=True):
     """A loader over `file_list` (a manifest; its paths are relative to `root`).
 
     device_id: a CUDA device index to decode on the GPU ('mixed'), or None for the CPU pipeline.
     hw_decoder_load: the hardware JPEG decoder's share on a GPU; prefetch: batches DALI prepares ahead
-    (prefetch_queue_depth). None: DALI's defaults (0.65, 2). A flag added later defaults to None, so that the
+    (prefetch_queue_depth). None: DALI's defaults (0.65, 2). fancy_upsampling: GPU decoding matches the CPU's. A flag added later defaults to None, so that the
     args.json of older runs still matches (engine.check_run_dir).
     checkpoint: a string from a previous loader's state(), to continue exactly where it stopped.
     """
@@ -162,6 +169,7 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
     pipe = _classification_pipeline(root=root, file_list=file_list, train=train, style=style, crop=crop, resize=resize,
                                     shard_id=shard_id, num_shards=num_shards,
                                     decoder_device='cpu' if device_id is None else 'mixed', hw_decoder_load=hw_decoder_load,
+                                    fancy_upsampling=fancy_upsampling,
                                     batch_size=batch_size, num_threads=num_threads, device_id=device_id,
                                     prefetch_queue_depth=prefetch or 2,
                                     seed=seed + 1000 * shard_id,  # augmentation differs across ranks

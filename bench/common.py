@@ -21,14 +21,16 @@ def cpu_description():
 
 
 def git_sha():
-    """The short commit of the code that runs: git's, else $WMIG_GIT_SHA (a copy of the tree without .git, as a
-    GPU machine gets), else '?'."""
+    """The short commit of the code that runs: $WMIG_GIT_SHA when set (a copy of the tree whose .git is not the
+    code's, as on a GPU machine), else git's, else '?'."""
+    if os.environ.get('WMIG_GIT_SHA'):
+        return os.environ['WMIG_GIT_SHA']
     try:
         sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True,
                              timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ''
-    return sha or os.environ.get('WMIG_GIT_SHA', '?')
+    return sha or '?'
 
 
 def gpu_description(index=0):

@@ -55,6 +55,10 @@ def get_args_parser():
                    'and use the fastest setting for the other rows')
     p.add_argument('--sweep-threads', type=int, nargs='+', default=[4, 8, 16])
     p.add_argument('--sweep-hw', type=float, nargs='+', default=[0.0, 0.5, 0.65, 0.8, 1.0])
+    p.add_argument('--sweep-fancy', nargs='+', default=['on'], choices=['on', 'off'],
+                   help='jpeg_fancy_upsampling (on: the GPU decodes as the CPU; data_dali\'s and train.py\'s setting)')
+    p.add_argument('--prefetch', type=int, nargs='+', default=[None],
+                   help='DALI prefetch_queue_depth(s) of the decode and end-to-end rows (default: DALI\'s 2)')
     p.add_argument('--decode-epochs', type=int, default=3, help='timed loader epochs, after one warm-up epoch')
     p.add_argument('--iters', type=int, default=200, help='train.py iterations')
     p.add_argument('--log-every', type=int, default=20, help='train.py\'s log window: the unit of the end-to-end figures')
@@ -64,10 +68,10 @@ def get_args_parser():
     return p
 
 
-def decode_ceiling(args, root, manifest, crop, device, workers, hw, epochs):
+def decode_ceiling(args, root, manifest, crop, device, workers, hw, epochs, prefetch=None, fancy=True):
     """(images/s, [device MiB after each timed epoch]) of the train loader alone: one warm-up epoch, then `epochs`."""
     ns = argparse.Namespace(batch_size=args.batch_size, crop=crop, resize=256, style='caffe', workers=workers,
-                            hw_decoder_load=hw, warmup=1, epochs=epochs)
+                            hw_decoder_load=hw, warmup=1, epochs=epochs, prefetch=prefetch, fancy_upsampling=fancy)
     rows = run_dali(ns, root, manifest, device)
     return sum(r[1] for r in rows) / sum(r[0] for r in rows), [r[4] for r in rows]
 
@@ -83,14 +87,15 @@ def compute_ceiling(args, arch, device):
     return args.batch_size / row['step']
 
 
-def end_to_end(args, arch, subset, root, tmp, workers, hw):
+def end_to_end(args, arch, subset, root, tmp, workers, hw, prefetch):
     """train.py on the JPEGs: (images/s, data-wait fraction, windows used) from its log.jsonl, first window dropped."""
-    out = os.path.join(tmp, f'run-{arch}-{workers}-{hw}')
+    out = os.path.join(tmp, f'run-{arch}-{workers}-{hw}-{prefetch}')
     cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--subset', subset, '--data-root', root, '--out', out,
            '--arch', arch, '--batch-size', str(args.batch_size), '--iters', str(args.iters), '--lr-steps',
            '--log-every', str(args.log_every), '--eval-every', str(args.iters), '--save-every', str(args.iters),
            '--workers', str(workers), '--seed', str(args.seed)]
     cmd += ['--hw-decoder-load', str(hw)] if hw is not None else []
+    cmd += ['--prefetch', str(prefetch)] if prefetch is not None else []
     cmd += ['--compile'] if args.compile else []
     if args.device == 'cpu':
         cmd += ['--amp', 'fp32']
@@ -143,14 +148,17 @@ def main(args):
         workers, hw, sweep_out = args.workers, args.hw_decoder_load, ''
         if args.sweep:
             crop = INPUT_SIZE[args.arch[0]]
-            lines = [f'| DALI threads | hw_decoder_load | decode images/s ({crop} px, 1 warm-up + 1 timed epoch) |', '|---:|---:|---:|']
+            lines = [f'| DALI threads | hw_decoder_load | jpeg_fancy_upsampling | decode images/s ({crop} px, 1 warm-up + 2 '
+                     f'timed epochs) |', '|---:|---:|---|---:|']
             best = (0, None, None)
             for t in args.sweep_threads:
                 for h in (args.sweep_hw if cuda else [None]):  # the CPU pipeline has no hardware decoder
-                    rate, _ = decode_ceiling(args, root, manifest, crop, device, t, h, 1)
-                    print(f'sweep: {t} threads, hw_decoder_load {h}: {rate:.0f} images/s', flush=True)
-                    lines.append(f'| {t} | {h} | {rate:.0f} |')
-                    best = max(best, (rate, t, h), key=lambda b: b[0])
+                    for fancy in (args.sweep_fancy if cuda else ['on']):
+                        rate, _ = decode_ceiling(args, root, manifest, crop, device, t, h, 2, fancy=fancy == 'on')
+                        print(f'sweep: {t} threads, hw_decoder_load {h}, fancy upsampling {fancy}: {rate:.0f} images/s', flush=True)
+                        lines.append(f'| {t} | {h} | {fancy} | {rate:.0f} |')
+                        if fancy == 'on':  # train.py decodes with fancy upsampling
+                            best = max(best, (rate, t, h), key=lambda b: b[0])
             _, workers, hw = best
             sweep_out = '\n'.join(lines) + f'\n\nFastest: {workers} threads, hw_decoder_load {hw}; the rows below use it.\n\n'
             print(sweep_out)
@@ -159,18 +167,19 @@ def main(args):
         for arch in args.arch:
             crop = INPUT_SIZE[arch]
             compute = compute_ceiling(args, arch, device)
-            decode, mem = decode_ceiling(args, root, manifest, crop, device, workers, hw, args.decode_epochs)
-            print(f'{arch}: compute ceiling {compute:.0f} images/s, decode ceiling {decode:.0f} images/s', flush=True)
-            rate, wait, n = end_to_end(args, arch, subset, root, tmp, workers, hw)
-            ratio = rate / min(compute, decode)
-            print(f'{arch}: end to end {rate:.0f} images/s, data wait {wait:.1%} ({n} windows): {ratio:.2f} of the lower ceiling',
-                  flush=True)
-            rows.append(f'| {arch} | {args.batch_size} x {crop} | {"bf16" if cuda else "fp32"} | '
-                        f'{"on" if args.compile else "off"} | {decode:.0f} | {compute:.0f} | **{rate:.0f}** | {wait:.1%} | '
-                        f'**{ratio:.2f}** | {", ".join(f"{m:.0f}" for m in mem) if cuda else "-"} |')
-    out = (f'| arch | batch x px | autocast | compile | decode ceiling (images/s) | compute ceiling (images/s) | '
-           f'end to end (images/s) | data wait | end to end / min(ceilings) | device MiB after each decode epoch |\n'
-           f'|---|---|---|---|---:|---:|---:|---:|---:|---|\n' + '\n'.join(rows))
+            for prefetch in args.prefetch:
+                decode, mem = decode_ceiling(args, root, manifest, crop, device, workers, hw, args.decode_epochs, prefetch)
+                print(f'{arch}: compute ceiling {compute:.0f} images/s, decode ceiling {decode:.0f} images/s', flush=True)
+                rate, wait, n = end_to_end(args, arch, subset, root, tmp, workers, hw, prefetch)
+                ratio = rate / min(compute, decode)
+                print(f'{arch}: end to end {rate:.0f} images/s, data wait {wait:.1%} ({n} windows): {ratio:.2f} of the '
+                      f'lower ceiling', flush=True)
+                rows.append(f'| {arch} | {args.batch_size} x {crop} | {"bf16" if cuda else "fp32"} | '
+                            f'{"on" if args.compile else "off"} | {prefetch or 2} | {decode:.0f} | {compute:.0f} | **{rate:.0f}** | '
+                            f'{wait:.1%} | **{ratio:.2f}** | {", ".join(f"{m:.0f}" for m in mem) if cuda else "-"} |')
+    out = (f'| arch | batch x px | autocast | compile | DALI prefetch | decode ceiling (images/s) | compute ceiling '
+           f'(images/s) | end to end (images/s) | data wait | end to end / min(ceilings) | device MiB after each decode '
+           f'epoch |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n' + '\n'.join(rows))
     print(out)
     if args.record:
         cmd = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)

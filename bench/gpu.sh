@@ -32,7 +32,8 @@ for s in "${steps[@]}"; do
     overhead) step overhead "$PY" bench/train_overhead.py --device cuda --record ;;
     detection) step detection "$PY" bench/detection.py --device cuda --settings paper --record
                step detection_ops "$PY" bench/detection_ops.py --device cuda --record ;;
-    e2e-compile) step e2e-compile "$PY" bench/end_to_end.py --device cuda --arch alexnet --compile --data "$DATA" --record ;;
+    e2e-compile) step e2e-compile "$PY" bench/end_to_end.py --device cuda --compile --sweep --sweep-threads 3 4 8 \
+                   --sweep-hw 1.0 --sweep-fancy on off --prefetch 2 4 --data "$DATA" --record ;;
     *) echo "unknown step $s"; failed=1 ;;
   esac
 done

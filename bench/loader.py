@@ -58,6 +58,9 @@ def get_args_parser():
     p.add_argument('--device', default='cpu', choices=['cpu', 'gpu'],
                    help='gpu: DALI decodes with device_id=0 ("mixed") and both sides deliver batches to the GPU')
     p.add_argument('--hw-decoder-load', type=float, default=None, help='gpu: the hardware JPEG decoder\'s share (default: DALI\'s)')
+    p.add_argument('--prefetch', type=int, default=None, help='DALI prefetch_queue_depth (default: DALI\'s 2)')
+    p.add_argument('--fancy-upsampling', action=argparse.BooleanOptionalAction, default=True,
+                   help='gpu: chroma upsampling as the CPU decoder (data_dali\'s default)')
     p.add_argument('--record', action='store_true', help='write the result into BENCHMARKS.md (this command\'s block)')
     return p
 
@@ -235,7 +238,8 @@ def run_pil(args, root, manifest, device):
 def run_dali(args, root, manifest, device):
     loader = classification_loader(root, manifest, args.batch_size, train=True, crop=args.crop, resize=args.resize,
                                    style=args.style, num_threads=args.workers,
-                                   device_id=0 if device.type == 'cuda' else None, hw_decoder_load=args.hw_decoder_load)
+                                   device_id=0 if device.type == 'cuda' else None, hw_decoder_load=args.hw_decoder_load,
+                                   prefetch=args.prefetch, fancy_upsampling=args.fancy_upsampling)
     return time_epochs(loader, args, device, lambda: [os.getpid()])  # DALI's threads live in this process
 
 
