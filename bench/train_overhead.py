@@ -22,8 +22,10 @@ for that iteration (the LR update of the param groups, GradScaler, loss accumula
 the table; the first --warmup steps are not either. The log step (iteration 50) is reported on its own: "fit per
 step" is the median of the other steps plus (log step - that median) / 50, i.e. the amortised cost at the usual
 log rate. Bare and fit alternate in --rounds rounds on a busy machine, and medians are over all rounds' steps.
-On CUDA the step times are host intervals with no sync (as the real loop runs): they show the host-side loop rate,
-which is the true step time once the queue is full, and the log step's `.item()` waits for the queue to drain.
+On CUDA both sides synchronise the device at every batch request, so a step's interval is its whole device time
+plus the host work the sync keeps from hiding behind it: an upper bound on what train.fit adds (the real loop never
+syncs there). Host intervals without a sync measured launch rates, not steps: a first H100 run that way gave +80%
+for 8 bare steps that never filled the launch queue against 46 fit steps that did.
 """
 import argparse
 import datetime
@@ -57,7 +59,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--settings', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument('--warmup', type=int, default=3, help='untimed steps at the start of each side')
-    p.add_argument('--bare-steps', type=int, default=None, help='timed bare steps per round (default: toy 60, alexnet 8)')
+    p.add_argument('--bare-steps', type=int, default=None, help='timed bare steps per round (default: toy 60, alexnet 8 on the CPU, 60 on CUDA)')
     p.add_argument('--rounds', type=int, default=None, help='bare and fit alternate this many times (default: toy 2, alexnet 1)')
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--threads', type=int, default=None, help='torch intra-op threads (default: torch\'s own)')
@@ -66,19 +68,26 @@ def get_args_parser():
     return p
 
 
+def now(device):
+    """perf_counter, after the device's queue has drained on CUDA (see the docstring's Timing)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 class SameBatch:
     """What train.fit needs of a loader (__iter__ over one epoch, __len__, state()), yielding one pre-made batch;
-    `times` gets the perf_counter of every request."""
+    `times` gets the time of every request."""
 
-    def __init__(self, batch, n):
-        self.batch, self.n, self.times = batch, n, []
+    def __init__(self, batch, n, device):
+        self.batch, self.n, self.device, self.times = batch, n, device, []
 
     def __len__(self):
         return self.n
 
     def __iter__(self):
         for _ in range(self.n):
-            self.times.append(time.perf_counter())
+            self.times.append(now(self.device))
             yield self.batch
 
     def state(self):
@@ -101,7 +110,7 @@ def bare_steps(setting, batch, device, seed, n):
     images, labels = batch
     times = []
     for _ in range(n + 1):
-        times.append(time.perf_counter())
+        times.append(now(device))
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
             loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -121,7 +130,7 @@ def fit_steps(setting, batch, device, seed, total, tmp):
     engine.start_run_dir(args.out, dict(vars(args)))
     model, optimizer, amp_dtype = build(setting, device, seed, args.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    loader = SameBatch(batch, total)
+    loader = SameBatch(batch, total, device)
 
     def loss_of(b):  # train.main's
         images, labels = b
@@ -144,7 +153,7 @@ def measure(args, setting, device, tmp):
     torch.manual_seed(args.seed)
     images = torch.randn(n, 3, s['crop'], s['crop'], device=device).contiguous(memory_format=torch.channels_last)
     batch = (images, torch.randint(0, 1000, (n,), device=device))
-    bare_n = args.bare_steps or (60 if setting == 'toy' else 8)
+    bare_n = args.bare_steps or (60 if setting == 'toy' or device.type == 'cuda' else 8)
     # fit runs past the log at iteration LOG_EVERY (a non-final iteration), with as many ordinary steps as bare
     total = max(LOG_EVERY + 1, args.warmup + bare_n + 2)
     bare, fit, log = [], [], []
