@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/detection_ops.py --repeats 2        # a quick look (about a minute on 2 cores)
     .venv/bin/python bench/detection_ops.py --threads 1 --repeats 5 --loop-repeats 5 --record   # the CPU table
-    .venv/bin/python bench/detection_ops.py --device cuda --record   # on a GPU (untested here: no GPU yet)
+    .venv/bin/python bench/detection_ops.py --device cuda --record   # on a GPU (H100 figures in BENCHMARKS.md)
 
 NMS runs on RPN-like proposals: py-faster-rcnn's 9 anchors (generate_anchors: base 16, ratios 0.5/1/2, scales
 8/16/32) at every cell of a stride-16 conv5 map of a 600 x 1000 image (38 x 63 cells, 21,546 anchors), moved by

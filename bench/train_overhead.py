@@ -3,7 +3,7 @@ on the same synthetic batch and the same model. Goal (issue 7): under 5%.
 
     .venv/bin/python bench/train_overhead.py --settings toy                 # a quick look (under a minute on 2 cores)
     .venv/bin/python bench/train_overhead.py --record                       # toy and AlexNet width 1.0 (~6 min on 2 cores)
-    .venv/bin/python bench/train_overhead.py --device cuda --record         # on a GPU (untested here: no GPU yet)
+    .venv/bin/python bench/train_overhead.py --device cuda --record         # on a GPU (H100 figures in BENCHMARKS.md)
 
 Settings: toy = AlexNet width 0.25, 96 px, batch 64 (the CPU toy run of train.py's docstring); alexnet = the paper's
 Caffe AlexNet, width 1.0, 227 px, batch 32 on the CPU (256 on a GPU).

@@ -3,7 +3,7 @@ paper's Caffe AlexNet (227 px) and ResNet-50 (224 px), over autocast dtype x cha
 
     .venv/bin/python bench/train_step.py --arch alexnet --dtypes fp32 --compile off      # a quick look (~1 min on 2 cores)
     .venv/bin/python bench/train_step.py --record                                        # the CPU table (~6 min on 2 cores)
-    .venv/bin/python bench/train_step.py --device cuda --record                          # on a GPU (untested here: no GPU yet)
+    .venv/bin/python bench/train_step.py --device cuda --record                          # on a GPU (H100 figures in BENCHMARKS.md)
 
 The step is train.fit's: autocast(dtype) around forward + cross-entropy, zero_grad(set_to_none), GradScaler (enabled
 for fp16 only) scale/backward/step/update, SGD with momentum over engine.sgd's param groups. No data loading, no LR
@@ -39,9 +39,8 @@ INTRO = ('Written by `bench/train_step.py --record` (the training step alone: fo
          '`bench/train_overhead.py --record` (what train.fit, the real loop with its LR schedule, GradScaler, autocast, '
          'loss accumulation, tqdm and logging every 50 iterations, adds to a bare forward/backward/step loop on the '
          'same batch and model; goal from issue 7: under 5%), one block per command. See the scripts\' docstrings for '
-         'the method. **GPU figures are not measured here**: no GPU was available in the session that wrote this '
-         'section, so the blocks below are CPU measurements on a shared 2-core VM; compare ratios within one block. '
-         'Run both with `--device cuda --record` on a GPU.')
+         'the method. CPU blocks are from a shared 2-core VM, CUDA blocks from one H100 (`bash bench/gpu.sh step '
+         'compile overhead`); compare ratios within one block.')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 BATCH = {'cpu': {'alexnet': 32, 'resnet50': 8}, 'cuda': {'alexnet': 256, 'resnet50': 256}}
 
