@@ -122,6 +122,7 @@ def bad_inputs(toy, tmp_path):
         (['train.py', '--subset', toy['subset'], '--out', out, '--batch-size', '5000'], 'larger than the 1200 training images'),
         (['train.py', '--subset', toy['subset'], '--out', out, '--batch-size', '0'], '--batch-size must be >= 1'),
         (['train.py', '--subset', toy['subset'], '--out', out, '--arch', 'alexnet', '--norm', 'gn'], 'applies to ResNets only'),
+        (['train.py', '--subset', toy['subset'], '--out', out, '--hw-decoder-load', '1.5'], '--hw-decoder-load 1.5: must be between 0 and 1'),
         (['subsets.py', 'index', '--imagenet', str(empty), '--out', str(tmp_path / 'i1')], 'empty class folder'),
         (['subsets.py', 'index', '--imagenet', str(notimg), '--out', str(tmp_path / 'i2')], 'not an image file'),
         (['subsets.py', 'make', 'full', '--index', str(tmp_path / 'none.tsv')], 'index not found'),
