@@ -60,6 +60,8 @@ def get_args_parser():
     p.add_argument('--lr-steps', type=int, nargs='*', default=[100000, 200000, 300000, 400000], help='x gamma at each (iterations, or epochs with --epochs)')
     p.add_argument('--gamma', type=float, default=0.1)
     p.add_argument('--warmup', type=int, default=0, help='linear warm-up length (iterations, or epochs with --epochs)')
+    # Off in the paper's recipe (Caffe's solver has no clipping); the toy recipe needs it (experiments/common.py TOY_PRETRAIN)
+    p.add_argument('--clip-grad', type=float, default=None, help='clip the global gradient norm to this (Pascanu et al. 2013; nanoGPT: 1.0)')
     # precision and speed
     p.add_argument('--amp', default='auto', choices=('auto', 'bf16', 'fp16', 'fp32'), help='auto: bf16 on GPU, fp32 on CPU')
     p.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=True)
@@ -261,7 +263,7 @@ def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, valida
                                                    'scaler': scaler.state_dict(), 'step': step, 'epoch': epoch,
                                                    'args': args_dict, 'rng': rngs, 'loader': loaders,
                                                    # the open log window, so a resumed run logs the same mean losses
-                                                   'window': (loss_sum.item(), n_window)}, keep=args.keep)
+                                                   'window': (loss_sum.item(), n_window, grad_norm.item())}, keep=args.keep)
             except OSError as e:  # full disk, quota, I/O error: the previous checkpoints are untouched
                 failed = f'{e.strerror or e} ({type(e).__name__} {e.errno})'
         failed = engine.all_gather_object(failed, world)[0]  # every rank stops together, none hangs
@@ -284,10 +286,12 @@ def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, valida
     train_mode()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     loss_sum = torch.zeros((), device=device)
+    grad_norm = torch.zeros((), device=device)  # the largest gradient norm before clipping in the log window
     n_window, t_wait, t_window = 0, 0.0, time.perf_counter()
     if ckpt is not None:
         loss_sum.fill_(ckpt['window'][0])
         n_window = ckpt['window'][1]
+        grad_norm.fill_(ckpt['window'][2] if len(ckpt['window']) > 2 else 0.0)  # checkpoints from before --clip-grad: 2
     bar = tqdm(total=total, initial=step, disable=not is_main, dynamic_ncols=True, desc='train',
                mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets a line every 30 s, not every step
     metrics = None
@@ -302,6 +306,9 @@ def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, valida
                 loss = loss_of(batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if args.clip_grad:
+                scaler.unscale_(optimizer)  # clip the true gradient, not the fp16 loss-scaled one
+                grad_norm = torch.maximum(grad_norm, torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad))
             scaler.step(optimizer)
             scaler.update()
             loss = loss.detach()
@@ -316,6 +323,9 @@ def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, valida
                 dt = time.perf_counter() - t_window
                 rec = {'loss': loss_sum.item() / n_window, 'lr': lr, 'epoch': epoch,
                        'images_per_s': n_window * args.batch_size / dt, 'data_wait': t_wait / dt}
+                if args.clip_grad:
+                    rec['grad_norm_max'] = grad_norm.item()
+                    grad_norm.zero_()
                 if is_main:
                     log.log(step, **rec)
                     bar.set_postfix(loss=f'{rec["loss"]:.3f}', lr=f'{lr:.2g}', wait=f'{rec["data_wait"]:.0%}')
