@@ -374,7 +374,7 @@ def find_runs(tree):
         metrics, transfer = read_json(os.path.join(d, 'metrics.json')), read_json(os.path.join(d, 'transfer.json'))
         if transfer:
             kind = transfer.get('task', 'transfer') + (f' {transfer["mode"]}' if transfer.get('mode') else '')
-            keys = ('test_mean_class_acc', 'knn_top1', 'fine_correct', 'mean_difference')
+            keys = ('test_mean_class_acc', 'test_mAP', 'knn_top1', 'fine_correct', 'mean_difference')
             result = next((f'{k} {transfer[k]:.2f}' for k in keys if isinstance(transfer.get(k), (int, float))), '')
             status = 'finished'
         elif 'task' in args or os.path.exists(os.path.join(d, 'data')):

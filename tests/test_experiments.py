@@ -186,9 +186,11 @@ def fake_tree(tree, toy, seeds=(0, 1), unfinished=('sun397-s1-finetune-x3',)):
             json.dump({'val_top1': score, 'step': 300}, open(s['done'], 'w'))
         elif not any(s['out'].endswith(u) for u in unfinished):
             json.dump({'task': 'x', 'init': 'x'}, open(os.path.join(s['out'], 'args.json'), 'w'))
-            json.dump({'task': 'x', 'test_mean_class_acc': score, 'test_top1': score + 1, 'knn_top1': score - 1,
+            voc = re.search(r'(voc07|voc12-action)-finetune$', s['out'])
+            json.dump({'task': voc[1], 'test_mAP': score - 10} if voc else
+                      {'task': 'x', 'test_mean_class_acc': score, 'test_top1': score + 1, 'knn_top1': score - 1,
                        'knn_top5': score + 9, 'mean_difference': 3.5, 'coarse_classes': 4, 'fine_correct': 50.0,
-                       'coarse_correct': 70.0, 'test_mAP': score - 10}, open(s['done'], 'w'))
+                       'coarse_correct': 70.0}, open(s['done'], 'w'))
             if 'coarse-fine' in s['out']:
                 open(os.path.join(s['out'], 'coarse_fine.tsv'), 'w').write(
                     'wnid\tname\tsubclasses\tcoarse_acc\tmean_fine_acc\tdifference\n'
@@ -223,6 +225,7 @@ def test_report_on_a_fixture_tree(toy, tmp_path):
     assert '± 1.4 (n=2)' in fig1 and '15 (paper: 250)' in fig1
     assert 'pending (0/2)' in md.split('## He et al. 2019')[1]  # the unfinished 3x runs
     assert 'Spearman rank correlation' in md and 'Every run' in md
+    assert re.search(r'\| full-alexnet-s0/voc07-finetune \| voc07 \| finished \| test_mAP \d', md)  # VOC runs list their mAP
     for png in ('fig1_images_per_class', 'fig2_num_classes', 'rethinking_scratch', 'kornblith', 'fig5_nn_grid_0',
                 'fig6_coarse_fine', 'fig8_fig9_splits_collage'):
         assert os.path.getsize(os.path.join(out, f'{png}.png')) > 1000, png
