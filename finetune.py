@@ -1,6 +1,6 @@
 """Transfer and analysis of a pre-trained network: one script, a task argument.
 
-    python finetune.py sun397 --sun-root data/toy/SUN397 --init runs/toy-demo/checkpoint.pth --iters 300 --lr 0.01 --lr-steps 200
+    python finetune.py sun397 --sun-root data/toy/SUN397 --init runs/paper-toy/full-alexnet-s0/checkpoint.pth --out runs/toy-sun397 --iters 300 --lr 0.01 --lr-steps 200
     python finetune.py sun397 --sun-root /data/SUN397 --split 1 --init runs/full-alexnet/checkpoint.pth    # paper: SUN-CLS
     python finetune.py sun397 --sun-root /data/SUN397 --init runs/full-alexnet/checkpoint.pth --mode linear  # Kornblith: fixed features
     python finetune.py folder --data /data/cub --init resnet50-torchvision.pth --arch resnet50            # your own data set

@@ -2,7 +2,7 @@
 
     python experiments/fig5_nn_grid.py --toy
     python experiments/fig5_nn_grid.py --data-root /data --dry-run
-    python experiments/fig5_nn_grid.py neighbours --subset subsets/toy/full --init runs/toy-demo/checkpoint.pth --out /tmp/nn
+    python experiments/fig5_nn_grid.py neighbours --subset subsets/toy/full --init runs/paper-toy/full-alexnet-s0/checkpoint.pth --out /tmp/nn
 
 A few val images (queries) of the fine classes and their nearest train images by fc7 features, for the network
 trained on the 127 top-down classes and, beside it, the one trained on all classes. The report draws them as
