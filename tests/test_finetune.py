@@ -84,6 +84,17 @@ def test_knn_and_coarse_fine(toy, pretrained, tmp_path):
     assert (out / 'coarse_fine.png').stat().st_size > 1000
 
 
+def test_scratch_network_follows_the_seed(toy, tmp_path):
+    # --init scratch draws its weights from --seed: the same seed gives the same linear probe, another seed another
+    def probe(seed, name):
+        run('finetune.py', 'sun397', '--sun-root', os.path.join(toy['root'], 'SUN397'), '--init', 'scratch', '--arch',
+            'alexnet', *TINY[:6], '--mode', 'linear', '--seed', str(seed), '--out', str(tmp_path / name))
+        r = transfer(tmp_path / name)
+        return r['test_mean_class_acc'], r['val']  # the val scores of every L2 strength
+    first = probe(0, 'a')
+    assert probe(0, 'b') == first != probe(1, 'c')
+
+
 def test_optimizer_groups():
     net = get_model('resnet18', 10)
     opt = engine.sgd(net, 0.1, 0.9, 1e-4, head_lr_mult=10, wd_norm=False)
@@ -111,6 +122,7 @@ def test_bad_input(toy, pretrained, tmp_path):
         (['knn', '--subset', toy['subset'], '--init', ckpt, '--arch', 'resnet50'], 'holds a alexnet'),
         (['coarse-fine', '--init', ckpt], 'needs --subset'),
         (['knn', '--subset', toy['subset'], '--init', ckpt, '--lr', '0.1'], 'unrecognized arguments: --lr 0.1'),
+        (['knn', '--subset', toy['subset'], '--init', 'scratch', '--arch', 'alexnet'], '--init scratch has none'),
     ]
     for args, message in cases:
         out = tmp_path / 'out'
