@@ -67,7 +67,7 @@ def _crop_window(jpegs, train, crop, resize):
 
 @pipeline_def
 def _classification_pipeline(root, file_list, train, style, crop, resize, shard_id, num_shards, decoder_device, hw_decoder_load,
-                             fancy_upsampling):
+                             fancy_upsampling, mean, std):
     # A manifest line is "relative/path label": exactly the file reader's file_list format.
     # Train: shuffle_after_epoch draws one permutation of the whole list per epoch, identical on every shard
     # (so shards stay disjoint); a shuffle buffer (random_shuffle) would see class-sorted manifests as
@@ -104,7 +104,7 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
     # HWC float output: torch sees NHWC memory, which permute(0, 3, 1, 2) turns into an NCHW view in
     # channels_last layout with no copy.
     images = fn.crop_mirror_normalize(images, device=dev, dtype=types.FLOAT, output_layout='HWC',
-                                      mean=MEAN, std=STD, mirror=mirror, **crop_args)
+                                      mean=mean, std=std, mirror=mirror, **crop_args)
     return images, labels
 
 
@@ -152,7 +152,7 @@ class ClassificationLoader:
 
 def classification_loader(root, file_list, batch_size, train, crop, resize, style='caffe', num_threads=4,
                           device_id=None, shard_id=0, num_shards=1, seed=0, checkpoint=None, hw_decoder_load=None,
-                          prefetch=None, fancy_upsampling=True):
+                          prefetch=None, fancy_upsampling=True, mean=None, std=None):
     """A loader over `file_list` (a manifest; its paths are relative to `root`).
 
     device_id: a CUDA device index to decode on the GPU ('mixed'), or None for the CPU pipeline.
@@ -160,6 +160,7 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
     (prefetch_queue_depth). None: DALI's defaults (0.65, 2). fancy_upsampling: GPU decoding matches the CPU's. A flag added later defaults to None, so that the
     args.json of older runs still matches (engine.check_run_dir).
     checkpoint: a string from a previous loader's state(), to continue exactly where it stopped.
+    mean, std: the network's RGB normalisation on the 0-1 scale (models.input_spec); None: ImageNet's.
     """
     for path, what in ((root, 'image root'), (file_list, 'manifest')):
         if not os.path.exists(path):
@@ -170,6 +171,8 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
                                     shard_id=shard_id, num_shards=num_shards,
                                     decoder_device='cpu' if device_id is None else 'mixed', hw_decoder_load=hw_decoder_load,
                                     fancy_upsampling=fancy_upsampling,
+                                    mean=MEAN if mean is None else [255 * m for m in mean],
+                                    std=STD if std is None else [255 * v for v in std],
                                     batch_size=batch_size, num_threads=num_threads, device_id=device_id,
                                     prefetch_queue_depth=prefetch or 2,
                                     seed=seed + 1000 * shard_id,  # augmentation differs across ranks

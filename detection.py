@@ -5,9 +5,11 @@
     keep = batched_nms(boxes, scores, labels, 0.3)                     # per-class NMS at test time
     pooled = roi_align(conv5, rois, (6, 6), spatial_scale=1 / 16)      # [K, 256, 6, 6] for AlexNet's fc6
 
-torchvision has these ops, but it cannot be imported beside this project's CPU torch, so they are written here in
-plain torch: vectorised, on any device, checked against naive loops in tests/test_detection_ops.py and timed by
-bench/detection_ops.py.
+torchvision.ops has these ops too, and tests/test_detection_ops.py checks that ours give its answers (and those of
+naive loops). Ours stay because they are faster where they run (bench/detection_ops.py, BENCHMARKS.md, 2-core
+CPU): nms stops at max_keep, 5x torchvision's at py-faster-rcnn's 12000 -> 2000 and 45x at 6000 -> 300; roi_align
+forward + backward is 3x torchvision's (its forward alone is 1.5x ours). On a GPU the two are not compared yet:
+`bench/detection_ops.py --device cuda` times both.
 
 Boxes are x1, y1, x2, y2 in pixels with py-faster-rcnn's inclusive "+1" convention: a box's width is x2 - x1 + 1
 (lib/utils/bbox.pyx bbox_overlaps, lib/nms/*), so [0, 0, 9, 9] is 10 x 10 pixels.
@@ -18,6 +20,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from engine import UserError
 
 
 # ---------------------------------------------------------------------------------------- boxes, NMS, RoI pooling
@@ -453,7 +457,13 @@ def split_classifier(net):
     region-based heads. AlexNet: conv1-5 without pool5 (stride 16), and fc6 + fc7 on 6 x 6 RoIs (py-faster-rcnn's
     CaffeNet / ZF models). ResNet: C4, stem to res4 (stride 16), and res5 + global pooling on 14 x 14 RoIs
     (He et al. 2016 §A; Detectron's ResNet C4)."""
-    if hasattr(net, 'classifier'):
+    from torchvision.models import ResNet
+
+    from models import AlexNet
+    if not isinstance(net, (AlexNet, ResNet)):
+        raise UserError(f'the py-faster-rcnn-era detector takes an AlexNet (alexnet, alexnet_tv) or a torchvision ResNet '
+                        f'(C4), not a {type(net).__name__}')
+    if isinstance(net, AlexNet):
         backbone = net.features[:-1]
         channels = [m for m in backbone if isinstance(m, nn.Conv2d)][-1].out_channels
         head = nn.Sequential(nn.Flatten(), *net.classifier[:6])

@@ -85,6 +85,10 @@ def lr_at(step, base_lr, total, schedule='step', milestones=(), gamma=0.1, warmu
     raise ValueError(f'unknown schedule {schedule!r}')
 
 
+# What --wd-norm counts as normalisation parameters, in any architecture of models.py
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
 def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, wd_norm=True):
     """SGD with momentum over the trainable parameters. Each param group carries 'lr_mult', which the loop
     multiplies into the scheduled LR.
@@ -94,8 +98,8 @@ def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, w
       finetune_flickr_style: lr_mult 10 on the new fc8).
     wd_norm: weight decay on normalisation parameters (BN/GN scale and shift); Kornblith et al. 2019 find that
       taking it off helps ImageNet accuracy but hurts transfer."""
-    head = {id(p) for p in model.head.parameters()} if head_lr_mult != 1 else set()
-    norm = {id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) for p in m.parameters()}
+    head = {id(p) for p in model.get_submodule(model.head_name).parameters()} if head_lr_mult != 1 else set()
+    norm = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters()}
     groups = {}
     for p in model.parameters():
         if not p.requires_grad:
@@ -108,44 +112,56 @@ def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, w
                            lr=lr, momentum=momentum)
 
 
-def read_weights(path):
-    """(state_dict, args or None) of a wmig checkpoint (its 'model' and 'args') or of a plain torchvision-format
-    state_dict file, loaded safely (weights_only). Any failure is a one-line UserError naming the file."""
+def read_weights(path, arch=None):
+    """(state_dict, args or None) of a wmig checkpoint (its 'model' and 'args'), of a plain state_dict file
+    (torch or .safetensors, as torchvision and timm publish them), or of a library's published weights
+    ('torchvision:DEFAULT', 'timm:DEFAULT', or another of their tags) for `arch`. Files are loaded safely
+    (weights_only); any failure is a one-line UserError naming the file."""
+    if path.startswith(('torchvision:', 'timm:')):
+        from models import published_weights
+        return published_weights(arch, path), None
     if not os.path.isfile(path):
         raise UserError(f'weights file not found: {path}')
     try:
-        sd = load_checkpoint(path)
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file  # timm's format; safetensors comes with timm
+            sd = load_file(path)
+        else:
+            sd = load_checkpoint(path)
     except Exception as e:  # not a torch file, truncated, or holding pickled objects weights_only refuses
-        raise UserError(f'{path} is not a loadable weights file ({type(e).__name__}: {str(e).splitlines()[0][:120]})') from None
+        raise UserError(f'{path} is not a loadable weights file ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ""})') from None
     src_args = None
     if isinstance(sd, dict) and 'model' in sd and 'args' in sd:
         src_args, sd = sd['args'], sd['model']
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise UserError(f'{path} holds no state_dict')
     # DDP and torch.compile prefixes, should a file from elsewhere carry them
     return {k.removeprefix('module.').removeprefix('_orig_mod.'): v for k, v in sd.items()}, src_args
 
 
-def load_init(model, path):
-    """Load pre-trained weights into `model`, all but its last layer, which stays newly initialised.
+def load_init(model, sd, path):
+    """Load the pre-trained state_dict `sd` (read from `path` by read_weights) into `model`, all but its last
+    layer, which stays newly initialised.
 
-    `path` is a wmig checkpoint or a torchvision-format state_dict file. Loading is strict=False, and then
-    the missing keys must be exactly the head's: anything else means the weights were made for another
-    architecture. Returns the checkpoint's args (None for a plain state_dict)."""
-    sd, src_args = read_weights(path)
+    Loading is strict=False, and then the missing keys must be exactly the head's: anything else means the
+    weights were made for another architecture. The auxiliary classifiers of published Inception weights
+    (AuxLogits, aux1, aux2) are dropped: models.get_model builds the Inceptions without them."""
     head = model.head_name + '.'
     own = model.state_dict()
+    sd = {k: v for k, v in sd.items() if not k.startswith(head) and not k.startswith(AUX_HEADS)}
     for k, v in sd.items():
-        if not k.startswith(head) and k in own and own[k].shape != v.shape:
+        if k in own and own[k].shape != v.shape:
             raise UserError(f'{path}: {k} has shape {tuple(v.shape)}, this network {tuple(own[k].shape)} '
                             f'(weights of another --arch or --width?)')
-    missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if not k.startswith(head)}, strict=False)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
     head_keys = sorted(k for k in own if k.startswith(head))
     if sorted(missing) != head_keys or unexpected:
         extra = sorted(set(missing) - set(head_keys)) or unexpected
         raise UserError(f'{path} does not fit this network: {"missing" if sorted(missing) != head_keys else "unexpected"} '
                         f'key {extra[0]} (weights of another --arch?)')
-    return src_args
+
+
+AUX_HEADS = ('AuxLogits.', 'aux1.', 'aux2.')
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -162,13 +178,15 @@ def git_state():
     return git('rev-parse', 'HEAD') or 'unknown', git('diff', 'HEAD')
 
 
-def check_run_dir(out, args_dict, ignore=()):
-    """Refuse to reuse a run directory that holds a run made with other arguments (resume means *same*)."""
+def check_run_dir(out, args_dict, ignore=(), added=None):
+    """Refuse to reuse a run directory that holds a run made with other arguments (resume means *same*).
+    added: {argument: value} of arguments added to the code later; an older args.json without one ran with it."""
     path = os.path.join(out, 'args.json')
     if not os.path.exists(path):
         return
     with open(path) as f:
         old = json.load(f)
+    old = {**(added or {}), **old}
     diff = {k: (old.get(k), v) for k, v in args_dict.items() if k not in ignore and old.get(k) != v}
     if diff:
         shown = ', '.join(f'--{k.replace("_", "-")} {a!r} -> {b!r}' for k, (a, b) in sorted(diff.items()))
@@ -337,7 +355,7 @@ def evaluate(model, loader, device, amp_dtype, world):
     """Top-1, top-5 and mean class accuracy (%) over every image of the loader's shards, each counted once
     (summed across ranks)."""
     model.eval()
-    n = model.head.out_features
+    n = model.get_submodule(model.head_name).out_features
     stats = torch.zeros(2 + 2 * n, dtype=torch.float64, device=device)  # hits@1, hits@5, correct/class, images/class
     for logits, labels in outputs(model, loader, device, amp_dtype):
         correct, total = per_class_counts(logits.argmax(1), labels, n)

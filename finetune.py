@@ -43,7 +43,8 @@ from datasets import (IMAGE_EXTS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_
 from detection import FasterRCNN, RStarCNN, freeze, split_classifier
 from engine import UserError
 from eval.metrics import action_ap, detection_ap, knn, mean_ap, mean_class_accuracy, per_class_counts, topk_hits
-from models import ARCHS, INPUT_SIZE, AlexNet, ResNet, get_model
+import models
+from models import check_arch, check_input_size, get_model, input_spec
 
 TASKS = ('sun397', 'folder', 'manifest', 'voc07', 'voc12-action', 'knn', 'coarse-fine')
 MODES = ('finetune', 'last', 'linear')
@@ -58,13 +59,15 @@ def get_args_parser():
     p = argparse.ArgumentParser(description='Transfer and analysis of a pre-trained network (train.py flags pass through).',
                                 epilog='Any other flag is a train.py flag for the finetune and last modes.')
     p.add_argument('task', choices=TASKS)
-    p.add_argument('--init', required=True, help='wmig checkpoint, torchvision-format state_dict, or "scratch"')
-    p.add_argument('--arch', default=None, choices=ARCHS, help='needed with scratch or torchvision weights')
+    p.add_argument('--init', required=True, help='wmig checkpoint, torchvision/timm state_dict file, torchvision:DEFAULT or '
+                   'timm:DEFAULT (downloaded), or "scratch"')
+    p.add_argument('--arch', default=None, help='needed unless --init is a wmig checkpoint: alexnet, alexnet_tv, a torchvision '
+                   'classification model (resnet50, densenet121, ...) or timm:NAME')
     p.add_argument('--width', type=float, default=None, help='AlexNet width (default: the checkpoint\'s, else 1.0)')
     p.add_argument('--mode', default='finetune', choices=MODES)
     p.add_argument('--out', default=None, help='run directory (default: runs/<init run>/<task>-<mode>)')
     p.add_argument('--crop', type=int, default=None, help='default: the checkpoint\'s, else the network\'s input size')
-    p.add_argument('--resize', type=int, default=None, help='default: the checkpoint\'s, else 256')
+    p.add_argument('--resize', type=int, default=None, help='default: the checkpoint\'s, else the network\'s (256 for 224 px)')
     p.add_argument('--seed', type=int, default=0, help='seed of the validation hold-out and of training')
     p.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))), help='DALI threads')
     p.add_argument('--eval-batch-size', type=int, default=100, help='batch of feature extraction and evaluation')
@@ -198,8 +201,10 @@ def write_data(folder, root, names, train_rows, val, test, meta):
 
 def network(args, num_classes=None):
     """(model with the checkpoint's head, or a new head of num_classes; the source's train.py args or {}).
-    Fills args.arch / width / crop / resize from the checkpoint where not given."""
-    sd, src = (None, {}) if args.init == 'scratch' else engine.read_weights(args.init)
+    Fills args.arch / width / crop / resize / mean / std from the checkpoint, else from the network, where not given."""
+    if args.arch is not None:
+        check_arch(args.arch)
+    sd, src = (None, {}) if args.init == 'scratch' else engine.read_weights(args.init, args.arch)
     src = src or {}
     args.arch = args.arch or src.get('arch')
     if args.arch is None:
@@ -208,13 +213,20 @@ def network(args, num_classes=None):
         raise UserError(f'{args.init} holds a {src["arch"]}, not the --arch {args.arch} asked for')
     args.width = args.width or src.get('width', 1.0)
     args.norm = src.get('norm', 'bn')  # a GroupNorm network is fine-tuned as one (He et al. 2019)
-    args.crop = args.crop or src.get('crop') or INPUT_SIZE[args.arch]
-    args.resize = args.resize or src.get('resize') or 256
+    spec = input_spec(args.arch)  # what the network was made for; a wmig checkpoint records what it trained on
+    args.crop = args.crop or src.get('crop') or spec['size']
+    args.resize = args.resize or src.get('resize') or spec['resize']
+    args.mean, args.std = src.get('mean') or spec['mean'], src.get('std') or spec['std']
     if sd is None and num_classes is None:
         raise UserError(f'{args.task} analyses a trained network; --init scratch has none (give a checkpoint)')
-    head = (AlexNet if args.arch.startswith('alexnet') else ResNet).head_name
-    n = num_classes or (sd[f'{head}.weight'].shape[0] if sd is not None else None)
+    n = num_classes
+    if n is None:  # the classifier as trained: as many outputs as the weights' last layer
+        head_key = get_model(args.arch, 1, args.norm, src.get('dropout', 0.5), args.width).head_name + '.weight'
+        if head_key not in sd:
+            raise UserError(f'{args.init} does not fit a {args.arch}: it has no {head_key}')
+        n = sd[head_key].shape[0]
     model = get_model(args.arch, n, args.norm, src.get('dropout', 0.5), args.width)
+    check_input_size(model, args.crop, args.arch)
     if sd is not None:
         if num_classes is None:  # the whole network, head included: analyses of the pre-trained classifier
             try:
@@ -222,19 +234,23 @@ def network(args, num_classes=None):
             except RuntimeError as e:
                 raise UserError(f'{args.init} does not fit a {args.arch}: {str(e).splitlines()[1].strip()[:150]}') from None
         else:
-            engine.load_init(model, args.init)
+            engine.load_init(model, sd, args.init)
     return model, src
 
 
 def default_out(args, name):
-    base = 'runs/scratch-' + (args.arch or 'net') if args.init == 'scratch' else os.path.dirname(os.path.abspath(args.init))
+    if args.init == 'scratch' or args.init.startswith(('torchvision:', 'timm:')):  # no run directory to put it in
+        base = f'runs/{args.init.split(":")[0]}-' + (args.arch or 'net').replace(':', '-')
+    else:
+        base = os.path.dirname(os.path.abspath(args.init))
     return os.path.join(base, name)
 
 
 def loader(args, root, manifest):
     """The validation pipeline (resize, centre crop) over a manifest: the feature extractor of every task."""
     return classification_loader(root, manifest, args.eval_batch_size, False, args.crop, args.resize,
-                                 num_threads=args.workers, device_id=0 if torch.cuda.is_available() else None)
+                                 num_threads=args.workers, device_id=0 if torch.cuda.is_available() else None,
+                                 mean=args.mean, std=args.std)
 
 
 def device_and_amp():
@@ -259,9 +275,10 @@ def finish(out, args, result, record_args=True):
 
 def run_training(args, rest, data_dir, out):
     argv = ['--subset', data_dir, '--out', out, '--arch', args.arch, '--norm', args.norm, '--width', str(args.width), '--crop', str(args.crop),
-            '--resize', str(args.resize), '--seed', str(args.seed), '--workers', str(args.workers), *RECIPE]
+            '--resize', str(args.resize), '--seed', str(args.seed), '--workers', str(args.workers),
+            '--mean', *map(str, args.mean), '--std', *map(str, args.std), *RECIPE]
     if args.init != 'scratch':
-        argv += ['--init', os.path.abspath(args.init)]
+        argv += ['--init', args.init if args.init.startswith(('torchvision:', 'timm:')) else os.path.abspath(args.init)]
     if args.mode == 'last':
         argv += ['--train-layers', 'head']
     targs = train.get_args_parser().parse_args(argv + rest)  # the user's train.py flags come last and win
@@ -372,6 +389,9 @@ def region_task(args, rest):
     targs = train.get_args_parser().parse_args(argv + rest)
     if '--lr' not in rest:
         targs.lr = REGION_LR * targs.batch_size
+    # The detector resizes by --scale / --max-size; the unused --resize keeps its old default (it now defaults to the
+    # network's input) so that region runs made before still resume under the same arguments.
+    targs.resize = targs.resize or 256
     targs.task, targs.init, targs.scale, targs.max_size = args.task, args.init, args.scale, args.max_size
     targs.anchor_scales, targs.train_set, targs.test_set = args.anchor_scales, args.train_set, args.test_set
     args_dict = dict(vars(targs))
@@ -479,7 +499,7 @@ def linear_probe(args, model, root, data_dir, num_classes):
     device, amp = device_and_amp()
     model = model.to(device).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    feats = {s: engine.extract(model.forward_features, loader(args, root, os.path.join(data_dir, f'{s}.txt')), device, amp)
+    feats = {s: engine.extract(lambda x: models.features(model, x), loader(args, root, os.path.join(data_dir, f'{s}.txt')), device, amp)
              for s in ('train', 'val', 'test')}
     # The backbone is only read: check it (fixed features must stay fixed).
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), 'the backbone changed during the linear probe'
@@ -515,7 +535,7 @@ def knn_task(args, model, src):
                   f'for induction accuracy they should be disjoint (this is then the baseline measure)', file=sys.stderr)
     device, amp = device_and_amp()
     model = model.to(device).eval()
-    fn = model.forward_features if args.feature == 'fc7' else model
+    fn = (lambda x: models.features(model, x)) if args.feature == 'fc7' else model
     db, db_labels = engine.extract(fn, loader(args, root, os.path.join(subset, 'train.txt')), device, amp)
     q, q_labels = engine.extract(fn, loader(args, root, os.path.join(subset, 'val.txt')), device, amp)
     try:
@@ -546,8 +566,8 @@ def coarse_fine(args, model, src, out):
     with open(os.path.join(subset, 'meta.json')) as f:
         root = json.load(f)['root']
     wnids = [r[1] for r in read_tsv(os.path.join(subset, 'classes.tsv'))[1:]]
-    if model.head.out_features != len(wnids):
-        raise UserError(f'the network has {model.head.out_features} outputs, {subset} {len(wnids)} classes: '
+    if models.head(model).out_features != len(wnids):
+        raise UserError(f'the network has {models.head(model).out_features} outputs, {subset} {len(wnids)} classes: '
                         f'coarse-fine needs the subset it was trained on (fine classes)')
     device, amp = device_and_amp()
     logits, labels = engine.extract(model.to(device).eval(), loader(args, root, os.path.join(subset, 'val.txt')), device, amp)

@@ -23,7 +23,7 @@ import engine
 from data_dali import STYLES, classification_loader
 from datasets import read_manifest, read_tsv
 from engine import UserError
-from models import ARCHS, INPUT_SIZE, NORMS, get_model
+from models import IMAGENET_MEAN, IMAGENET_STD, NORMS, check_arch, check_input_size, get_model, input_spec
 
 
 def get_args_parser():
@@ -33,17 +33,23 @@ def get_args_parser():
     p.add_argument('--data-root', default=None, help='image root the manifest paths are relative to (default: from meta.json)')
     p.add_argument('--out', default=None, help='run directory (default: runs/<subset name>-<arch>)')
     # model
-    p.add_argument('--arch', default='alexnet', choices=ARCHS, help='alexnet is the paper\'s Caffe AlexNet')
-    p.add_argument('--norm', default='bn', choices=NORMS, help='ResNet normalisation (gn: He et al. 2019; bn-noscale: Kornblith et al. 2019)')
+    p.add_argument('--arch', default='alexnet',
+                   help='alexnet (the paper\'s Caffe AlexNet), alexnet_tv, any torchvision classification model '
+                        '(resnet50, densenet121, inception_v3, ...), or timm:NAME (timm:inception_v4, ...)')
+    p.add_argument('--norm', default='bn', choices=NORMS,
+                   help='normalisation, for builders with a norm_layer (ResNets, MobileNets; gn: He et al. 2019; bn-noscale: Kornblith et al. 2019)')
     p.add_argument('--dropout', type=float, default=0.5, help='AlexNet fc6/fc7 dropout (Krizhevsky et al. 2012)')
     p.add_argument('--width', type=float, default=1.0, help='AlexNet width multiplier; 1.0 is the paper\'s net, 0.25 trains the toy data on a CPU')
-    p.add_argument('--init', default=None, help='start from these weights (a wmig checkpoint or a torchvision state_dict); the last layer is new')
+    p.add_argument('--init', default=None, help='start from these weights (a wmig checkpoint, a torchvision/timm state_dict file, '
+                   'or torchvision:DEFAULT / timm:DEFAULT to download); the last layer is new')
     p.add_argument('--train-layers', default='all', choices=('all', 'head'), help='head: train only the last layer, the rest frozen (paper Fig. 2, 9)')
     p.add_argument('--head-lr-mult', type=float, default=1.0, help='LR multiplier of the last layer (fine-tuning: 10, Caffe\'s example)')
     # data
     p.add_argument('--style', default='caffe', choices=STYLES, help='caffe: resize 256 + random crop; inception: random-resized crop')
-    p.add_argument('--crop', type=int, default=None, help='training crop (default: 227 for alexnet, 224 otherwise)')
-    p.add_argument('--resize', type=int, default=256, help='shorter side before cropping (Caffe: 256)')
+    p.add_argument('--crop', type=int, default=None, help='training crop (default: the network\'s size: 227 for alexnet, 299 for Inceptions, ...)')
+    p.add_argument('--resize', type=int, default=None, help='shorter side before cropping (default: the network\'s; Caffe: 256)')
+    p.add_argument('--mean', type=float, nargs=3, default=None, help='RGB mean on the 0-1 scale (default: the network\'s; ImageNet\'s for torchvision)')
+    p.add_argument('--std', type=float, nargs=3, default=None, help='RGB std on the 0-1 scale (default: the network\'s)')
     p.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))), help='DALI threads per process')
     # optimisation (Caffe bvlc_alexnet/solver.prototxt)
     p.add_argument('--batch-size', type=int, default=256, help='global batch, split across processes')
@@ -80,6 +86,8 @@ def get_args_parser():
 
 # Arguments that may change between a run and its resumption without changing what is computed.
 RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile', 'keep')
+# Arguments added after runs were made: an args.json without them ran with these values.
+ADDED_LATER = {'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)}
 
 
 def check_args(args):
@@ -109,17 +117,21 @@ def check_args(args):
         if not os.path.isfile(first):
             raise UserError(f'image not found: {first} (is --data-root right?)')
         counts[split] = len(rows)
-    if args.norm != 'bn' and args.arch.startswith('alexnet'):
-        raise UserError(f'--norm {args.norm} applies to ResNets only; AlexNet has no normalisation layers to swap')
-    if args.width != 1.0 and not args.arch.startswith('alexnet') or args.width <= 0:
-        raise UserError(f'--width {args.width}: must be > 0, and applies to AlexNets only')
+    check_arch(args.arch)
+    if args.width <= 0:
+        raise UserError(f'--width {args.width}: must be > 0')
     if args.hw_decoder_load is not None and not 0 <= args.hw_decoder_load <= 1:
         raise UserError(f'--hw-decoder-load {args.hw_decoder_load}: must be between 0 and 1')
     for name in ('batch_size', 'workers', 'prefetch', 'log_every', 'eval_every', 'save_every', 'crop', 'resize', 'keep'):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UserError(f'--{name.replace("_", "-")} must be >= 1, got {v}')
-    args.crop = INPUT_SIZE[args.arch] if args.crop is None else args.crop
+    spec = input_spec(args.arch)  # the network's own input: size, resize, normalisation; recorded in args.json
+    for k, name in (('size', 'crop'), ('resize', 'resize'), ('mean', 'mean'), ('std', 'std')):
+        if getattr(args, name) is None:
+            setattr(args, name, spec[k])
+    if min(args.std) <= 0:
+        raise UserError(f'--std {args.std}: must be > 0')
     if args.crop > args.resize:
         raise UserError(f'--crop {args.crop} is larger than --resize {args.resize}: the crop is taken from the resized image')
     if args.epochs is None and args.iters < 1 or args.epochs is not None and args.epochs < 1:
@@ -136,9 +148,9 @@ def main(args):
     batch = args.batch_size // world
     if batch > counts['train'] // world:
         raise UserError(f'--batch-size {args.batch_size} is larger than the {counts["train"]} training images')
-    args.out = args.out or os.path.join('runs', f'{os.path.basename(os.path.normpath(args.subset))}-{args.arch}')
+    args.out = args.out or os.path.join('runs', f'{os.path.basename(os.path.normpath(args.subset))}-{args.arch.replace(":", "-")}')
     args_dict = {k: v for k, v in vars(args).items()}
-    engine.check_run_dir(args.out, args_dict, ignore=RESUME_MAY_CHANGE)
+    engine.check_run_dir(args.out, args_dict, ignore=RESUME_MAY_CHANGE, added=ADDED_LATER)
     metrics_path, ckpt_path = os.path.join(args.out, 'metrics.json'), os.path.join(args.out, 'checkpoint.pth')
     if os.path.exists(metrics_path):
         if is_main:
@@ -151,7 +163,7 @@ def main(args):
     # ---- data
     dali_device = local_rank if device.type == 'cuda' else None
     threads = max(1, args.workers)
-    speed = dict(hw_decoder_load=args.hw_decoder_load, prefetch=args.prefetch)
+    speed = dict(hw_decoder_load=args.hw_decoder_load, prefetch=args.prefetch, mean=args.mean, std=args.std)
     train_loader = classification_loader(args.data_root, os.path.join(args.subset, 'train.txt'), batch, True, args.crop,
                                          args.resize, args.style, threads, dali_device, rank, world, args.seed,
                                          checkpoint=ckpt['loader'][rank] if ckpt else None, **speed)
@@ -164,12 +176,14 @@ def main(args):
 
     # ---- model and optimiser
     torch.manual_seed(args.seed + rank)
-    model = get_model(args.arch, num_classes, args.norm, args.dropout, args.width).to(device)
+    model = get_model(args.arch, num_classes, args.norm, args.dropout, args.width)
+    check_input_size(model, args.crop, args.arch)
+    model = model.to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     raw_model = model  # saved and evaluated: no DDP `module.` or compile `_orig_mod.` prefixes
     if args.init and ckpt is None:
-        engine.load_init(raw_model, args.init)
+        engine.load_init(raw_model, engine.read_weights(args.init, args.arch)[0], args.init)
     if args.train_layers == 'head':
         for name, p in raw_model.named_parameters():
             p.requires_grad_(name.startswith(raw_model.head_name + '.'))

@@ -4,6 +4,9 @@
     .venv/bin/python bench/detection_ops.py --threads 1 --repeats 5 --loop-repeats 5 --record   # the CPU table
     .venv/bin/python bench/detection_ops.py --device cuda --record   # on a GPU (H100 figures in BENCHMARKS.md)
 
+Each op is timed beside torchvision.ops' (nms on the boxes shifted to torchvision's exclusive convention, x2 + 1,
+y2 + 1; roi_align with the same arguments), which tests/test_detection_ops.py checks give the same answers.
+
 NMS runs on RPN-like proposals: py-faster-rcnn's 9 anchors (generate_anchors: base 16, ratios 0.5/1/2, scales
 8/16/32) at every cell of a stride-16 conv5 map of a 600 x 1000 image (38 x 63 cells, 21,546 anchors), moved by
 random regression deltas, clipped to the image, the ones under 16 px dropped (RPN_MIN_SIZE), and the top N by a
@@ -36,6 +39,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/detection_ops.py` from anywhere
 from bench.common import cpu_description, git_sha, record  # noqa: E402
 from detection import nms, roi_align  # noqa: E402
+import torchvision.ops  # noqa: E402
 
 SECTION = '## Detection ops'
 INTRO = ('Written by `bench/detection_ops.py --record`, one block per command: detection.py\'s vectorised `nms` '
@@ -175,9 +179,15 @@ def main(args):
         boxes, scores = nms_inputs[name]
         return (loop_nms if loop else nms)(boxes, scores, thresh, max_keep=post if cut else None)
 
-    def run_roi(name, backward):
+    def run_tv_nms(name, cut=False):
+        _, _, post, thresh = next(c for c in NMS_CASES if c[0] == name)
+        boxes, scores = nms_inputs[name]
+        keep = torchvision.ops.nms(torch.cat([boxes[:, :2], boxes[:, 2:] + 1], 1), scores, thresh)
+        return keep[:post] if cut else keep  # no early stop: the whole NMS, then the first post
+
+    def run_roi(name, backward, op=roi_align):
         rois, probe = roi_inputs[name]
-        out = roi_align(feats, rois, (6, 6), 1 / STRIDE, 2)
+        out = op(feats, rois, (6, 6), 1 / STRIDE, 2)
         if backward:
             feats.grad = None
             (out * probe).sum().backward()
@@ -189,6 +199,13 @@ def main(args):
     rows += [(f'roi_align {name}: {k} RoIs, forward', lambda name=name: run_roi(name, False)) for name, k in ROI_CASES]
     rows += [(f'roi_align {name}: {k} RoIs, forward + backward', lambda name=name: run_roi(name, True))
              for name, k in ROI_CASES]
+    rows += [(f'torchvision.ops.nms {name}: {n} boxes at {t}, all kept', lambda name=name: run_tv_nms(name))
+             for name, n, _, t in NMS_CASES]
+    rows += [(f'torchvision.ops.nms {name}: {n} boxes at {t}, max_keep={post}', lambda name=name: run_tv_nms(name, cut=True))
+             for name, n, post, t in NMS_CASES]
+    rows += [(f'torchvision.ops.roi_align {name}: {k} RoIs, forward{bw}',
+              lambda name=name, b=b: run_roi(name, b, torchvision.ops.roi_align))
+             for b, bw in ((False, ''), (True, ' + backward')) for name, k in ROI_CASES]
     loop_rows = [(f'Python-loop nms {name}: {n} boxes at {t}, all kept', lambda name=name: run_nms(name, loop=True))
                  for name, n, _, t in NMS_CASES]
     loop_rows += [(f'Python-loop nms {name}: {n} boxes at {t}, max_keep={post}',
@@ -196,7 +213,9 @@ def main(args):
 
     for _, fn in rows:  # warm-up: thread pools, allocator, the CUDA context
         fn()
-    kept = {label: fn() for label, fn in rows if label.startswith('nms')}
+    kept = {label: fn() for label, fn in rows if label.startswith(('nms', 'torchvision.ops.nms'))}
+    same = {label: torch.equal(kept[label], kept[label.replace('torchvision.ops.', '')])
+            for label in kept if label.startswith('torchvision')}
     times = {label: [] for label, _ in rows + loop_rows}
     busy0, t0 = busy_seconds(), time.perf_counter()
     for r in range(args.repeats):
@@ -216,6 +235,10 @@ def main(args):
     for label, _ in rows + loop_rows:
         ts = times[label]
         note = ''
+        if label.startswith('torchvision.ops.'):
+            ours = med[label.replace('torchvision.ops.', '')]
+            note = (f'same boxes as ours: {same[label]}; ' if label in same else '') + \
+                (f'ours {med[label] / ours:.1f}x faster' if ours < med[label] else f'**torchvision {ours / med[label]:.1f}x faster**')
         if label.startswith('nms'):
             loop = 'Python-loop ' + label
             if label.endswith('all kept'):

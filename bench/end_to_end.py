@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)  # run as `python bench/end_to_end.py` from anywhere
 from bench.common import git_sha, record  # noqa: E402
 from bench.loader import make_synthetic, run_dali, versions  # noqa: E402
 from bench.train_step import machine, measure  # noqa: E402
-from models import INPUT_SIZE  # noqa: E402
+from models import input_spec  # noqa: E402
 
 SECTION = '## End to end: JPEGs through DALI into training'
 INTRO = ('Written by `bench/end_to_end.py --record`: the decode ceiling (the DALI loader alone), the compute ceiling '
@@ -147,7 +147,7 @@ def main(args):
         subset = write_subset(tmp, manifest)
         workers, hw, sweep_out = args.workers, args.hw_decoder_load, ''
         if args.sweep:
-            crop = INPUT_SIZE[args.arch[0]]
+            crop = input_spec(args.arch[0])["size"]
             lines = [f'| DALI threads | hw_decoder_load | jpeg_fancy_upsampling | decode images/s ({crop} px, 1 warm-up + 2 '
                      f'timed epochs) |', '|---:|---:|---|---:|']
             best = (0, None, None)
@@ -165,7 +165,7 @@ def main(args):
 
         rows = []
         for arch in args.arch:
-            crop = INPUT_SIZE[arch]
+            crop = input_spec(arch)["size"]
             compute = compute_ceiling(args, arch, device)
             for prefetch in args.prefetch:
                 decode, mem = decode_ceiling(args, root, manifest, crop, device, workers, hw, args.decode_epochs, prefetch)

@@ -31,7 +31,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/train_step.py` from anywhere
 import engine  # noqa: E402
 from bench.common import cpu_description, git_sha, gpu_description, record  # noqa: E402
-from models import INPUT_SIZE, get_model  # noqa: E402
+from models import get_model, input_spec  # noqa: E402
 
 SECTION = '## Training step'
 INTRO = ('Written by `bench/train_step.py --record` (the training step alone: forward + backward + SGD step on a '
@@ -117,7 +117,7 @@ def skip_reason(device, arch, dtype, channels_last, compiled, explicit):
 def measure(args, arch, dtype_name, channels_last, compiled, device):
     torch.manual_seed(args.seed)
     batch = args.batch or BATCH[device.type][arch]
-    size = INPUT_SIZE[arch]
+    size = input_spec(arch)["size"]
     model = get_model(arch, 1000).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()

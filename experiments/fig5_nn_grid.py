@@ -51,6 +51,7 @@ def neighbours_main(argv):
     sys.path.insert(0, common.ROOT)
     import engine
     import finetune
+    import models
     import subsets
     from datasets import read_manifest, read_tsv, write_manifest
     from eval.metrics import knn
@@ -70,8 +71,8 @@ def neighbours_main(argv):
         write_manifest(os.path.join(args.out, 'queries.txt'), queries)
         device, amp = finetune.device_and_amp()
         model = model.to(device).eval()
-        db, db_labels = engine.extract(model.forward_features, finetune.loader(a, root, os.path.join(args.subset, 'train.txt')), device, amp)
-        q, q_labels = engine.extract(model.forward_features, finetune.loader(a, root, os.path.join(args.out, 'queries.txt')), device, amp)
+        db, db_labels = engine.extract(lambda x: models.features(model, x), finetune.loader(a, root, os.path.join(args.subset, 'train.txt')), device, amp)
+        q, q_labels = engine.extract(lambda x: models.features(model, x), finetune.loader(a, root, os.path.join(args.out, 'queries.txt')), device, amp)
         _, idx = knn(q.to(device), db.to(device), args.k, args.metric)
         lines, fine, same_coarse = [f'# root\t{root}\n', 'query\tquery_wnid\trank\tpath\twnid\tverdict\n'], 0, 0
         for i, (path, label) in enumerate(queries):

@@ -235,3 +235,37 @@ def test_roi_align_low_precision():
     out.float().sum().backward()
     assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
     assert torch.allclose(out.float(), roi_align(conv(feats), rois, 6, 1 / 16), atol=0.1, rtol=0.05)
+
+
+# ------------------------------------------------------------------------------------------ against torchvision.ops
+
+def test_ops_match_torchvision():
+    """detection.py's ops give torchvision.ops' answers, once boxes move to torchvision's exclusive convention
+    (x2 + 1, y2 + 1): IoUs equal, NMS keeps the same boxes in the same order (ties and degenerate boxes included),
+    batched NMS the same boxes (torchvision's order among equal scores is not by index), RoIAlign the same values
+    and gradients. bench/detection_ops.py times both."""
+    import torchvision.ops as tv
+
+    def exclusive(b):
+        return torch.cat([b[:, :2], b[:, 2:] + 1], 1)
+
+    for seed, integer in ((0, True), (1, False), (2, True)):
+        boxes, scores = overlapping_boxes(1300, seed, integer)  # 5% degenerate, scores from 5 values (ties)
+        labels = torch.randint(0, 4, (1300,), generator=torch.Generator().manual_seed(seed))
+        proper = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])  # torchvision's area of a degenerate box is not 0
+        assert torch.equal(box_iou(boxes[proper], boxes[proper]), tv.box_iou(exclusive(boxes[proper]), exclusive(boxes[proper])))
+        for t in (0.3, 0.5, 0.7):
+            assert torch.equal(nms(boxes, scores, t), tv.nms(exclusive(boxes), scores, t)), (seed, t)
+            ours, theirs = batched_nms(boxes, scores, labels, t), tv.batched_nms(exclusive(boxes), scores, labels, t)
+            assert sorted(ours.tolist()) == sorted(theirs.tolist()) and torch.equal(scores[ours], scores[theirs]), (seed, t)
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    rois = random_rois(12, 2, 7, 9, 1 / 8, 0)
+    probe = torch.randn(12, 3, 3, 2, generator=g, dtype=torch.float64)
+    for aligned in (False, True):
+        for sr in (1, 2, 3):
+            ours, theirs = roi_align(feats, rois, (3, 2), 1 / 8, sr, aligned), tv.roi_align(feats, rois, (3, 2), 1 / 8, sr, aligned)
+            assert torch.allclose(ours, theirs, atol=1e-12)
+            grads = [torch.autograd.grad((o * probe).sum(), feats)[0] for o in (ours, theirs)]
+            assert torch.allclose(*grads, atol=1e-12)

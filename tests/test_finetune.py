@@ -140,3 +140,26 @@ def test_torchvision_format_weights_load(toy, tmp_path):
         '--init', str(tmp_path / 'alexnet-tv.pth'), '--crop', '96', '--resize', '108', '--lambdas', '0.1', '--out', str(tmp_path / 'tv'))
     r = transfer(tmp_path / 'tv')
     assert r['feature_dim'] == 4096 and r['classes'] == 8 and r['test_images'] == 160
+
+
+def test_library_networks_transfer(toy, tmp_path):
+    """A torchvision network (weights saved by torch.save) and a timm one (weights in timm's .safetensors) each go
+    through sun397 fine-tuning and the linear probe, fed the input they were made for (timm's MobileNet v1:
+    mean and std 0.5, recorded in the run's args)."""
+    from safetensors.torch import save_file
+    sun = os.path.join(toy['root'], 'SUN397')
+    torch.save(get_model('mobilenet_v2', 1000).state_dict(), tmp_path / 'mobilenet_v2.pth')
+    save_file(get_model('timm:mobilenetv1_100', 1000).state_dict(), str(tmp_path / 'model.safetensors'))
+    for arch, weights, dim, mean in (('mobilenet_v2', 'mobilenet_v2.pth', 1280, [0.485, 0.456, 0.406]),
+                                     ('timm:mobilenetv1_100', 'model.safetensors', 1024, [0.5, 0.5, 0.5])):
+        common = ['sun397', '--sun-root', sun, '--arch', arch, '--init', str(tmp_path / weights), '--crop', '96', '--resize', '108']
+        name = arch.replace(':', '-')
+        run('finetune.py', *common, '--out', str(tmp_path / f'{name}-ft'), '--iters', '10', '--batch-size', '16',
+            '--eval-every', '10', '--save-every', '10')
+        ft = transfer(tmp_path / f'{name}-ft')
+        assert ft['classes'] == 8 and ft['test_images'] == 160 and 0 <= ft['test_top1'] <= 100, arch
+        args = json.loads((tmp_path / f'{name}-ft' / 'args.json').read_text())
+        assert (args['arch'], args['mean'], args['iters']) == (arch, mean, 10)
+        run('finetune.py', *common, '--mode', 'linear', '--lambdas', '0.1', '--out', str(tmp_path / f'{name}-lin'))
+        lin = transfer(tmp_path / f'{name}-lin')
+        assert lin['feature_dim'] == dim and lin['test_images'] == 160 and lin['finetune_args']['mean'] == mean, arch
