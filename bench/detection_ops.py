@@ -44,7 +44,8 @@ import torchvision.ops  # noqa: E402
 SECTION = '## Detection ops'
 INTRO = ('Written by `bench/detection_ops.py --record`, one block per command: detection.py\'s vectorised `nms` '
          '(blocked Cluster-NMS, exactly greedy NMS) and `roi_align` (embedding_bag gathers) at py-faster-rcnn\'s '
-         'sizes, and a Python-loop NMS for the ratio. See the script\'s docstring for the inputs. Times are the '
+         'sizes, beside `torchvision.ops.nms` / `roi_align` (the same answers, tests/test_detection_ops.py) and a '
+         'Python-loop NMS for the ratio. See the script\'s docstring for the inputs. Times are the '
          'median of the rounds, each round running every row once; the machine may be shared, so compare ratios '
          'within one block.')
 IMAGE = (600, 1000)  # py-faster-rcnn SCALES=(600,), MAX_SIZE=1000
