@@ -39,11 +39,13 @@ from tqdm import tqdm
 MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 STYLES = ('caffe', 'inception')
+RESIZE_MODES = ('shorter', 'warp')
 
 
-def _crop_window(jpegs, train, crop, resize):
-    """Resize arguments that make resizing only the crop window equal to "resize the shorter side to `resize`,
-    then take a crop x crop window" (random, or the centre for validation), at lower cost.
+def _crop_window(jpegs, train, crop, resize, warp=False):
+    """Resize arguments that make resizing only the crop window equal to "resize the shorter side to `resize`
+    (warp: both sides, ignoring the aspect ratio, as Caffe's ImageNet recipe), then take a crop x crop window"
+    (random, or the centre for validation), at lower cost.
 
     A full resize to r pixels keeps the exact scale s = resize / shorter side and maps the r / s source pixels
     centred on the image onto them (DALI's subpixel_scale), so output pixel c comes from source coordinate
@@ -52,10 +54,10 @@ def _crop_window(jpegs, train, crop, resize):
     work (BENCHMARKS.md, Loader: 3.85 -> about 3 CPU ms per image); the output differs by a grey level at most."""
     shape = fn.peek_image_shape(jpegs, dtype=types.FLOAT)  # (H, W, C) from the JPEG header, no decoding
     h, w = shape[0], shape[1]
-    scale = resize / dmath.min(h, w)
     start, end = [], []
     for n in (h, w):
-        r = dmath.floor(n * scale + 0.5)  # the size `resize_shorter` would give this side
+        scale = resize / n if warp else resize / dmath.min(h, w)
+        r = dmath.floor(n * scale + 0.5)  # the size the full resize would give this side (`resize` when warping)
         pos = fn.random.uniform(range=[0.0, 1.0]) if train else 0.5
         c = dmath.floor(pos * (r - crop) + 0.5)  # crop_mirror_normalize's rule for a crop position
         # resize keeps the exact scale and centres the r / scale source pixels it maps onto r (subpixel_scale)
@@ -67,7 +69,7 @@ def _crop_window(jpegs, train, crop, resize):
 
 @pipeline_def
 def _classification_pipeline(root, file_list, train, style, crop, resize, shard_id, num_shards, decoder_device, hw_decoder_load,
-                             fancy_upsampling, mean, std):
+                             fancy_upsampling, mean, std, warp):
     # A manifest line is "relative/path label": exactly the file reader's file_list format.
     # Train: shuffle_after_epoch draws one permutation of the whole list per epoch, identical on every shard
     # (so shards stay disjoint); a shuffle buffer (random_shuffle) would see class-sorted manifests as
@@ -93,11 +95,11 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
         crop_args = {}
         mirror = fn.random.coin_flip(probability=0.5)
     else:
-        # Caffe (Krizhevsky et al. 2012): shorter side to `resize` (256), then a random `crop` (227) and a
-        # mirror for training, the centre crop for validation.
+        # Caffe (Krizhevsky et al. 2012; examples/imagenet: every image warped to 256 x 256, then a random 227
+        # crop and a mirror for training, the centre crop for validation), or the shorter side to `resize`.
         images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB, **decode)
         images = fn.resize(images, device=dev, size=[crop, crop], antialias=True,
-                           **_crop_window(jpegs, train, crop, resize))
+                           **_crop_window(jpegs, train, crop, resize, warp))
         crop_args = {}
         if train:
             mirror = fn.random.coin_flip(probability=0.5)
@@ -152,7 +154,7 @@ class ClassificationLoader:
 
 def classification_loader(root, file_list, batch_size, train, crop, resize, style='caffe', num_threads=4,
                           device_id=None, shard_id=0, num_shards=1, seed=0, checkpoint=None, hw_decoder_load=None,
-                          prefetch=None, fancy_upsampling=True, mean=None, std=None):
+                          prefetch=None, fancy_upsampling=True, mean=None, std=None, resize_mode='shorter'):
     """A loader over `file_list` (a manifest; its paths are relative to `root`).
 
     device_id: a CUDA device index to decode on the GPU ('mixed'), or None for the CPU pipeline.
@@ -161,18 +163,21 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
     args.json of older runs still matches (engine.check_run_dir).
     checkpoint: a string from a previous loader's state(), to continue exactly where it stopped.
     mean, std: the network's RGB normalisation on the 0-1 scale (models.input_spec); None: ImageNet's.
+    resize_mode: 'shorter' (the shorter side to `resize`) or 'warp' (both sides, Caffe's ImageNet recipe).
     """
     for path, what in ((root, 'image root'), (file_list, 'manifest')):
         if not os.path.exists(path):
             raise FileNotFoundError(f'{what} not found: {path}')
     if style not in STYLES:
         raise ValueError(f'unknown augmentation style {style!r}; choose from {STYLES}')
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f'unknown resize mode {resize_mode!r}; choose from {RESIZE_MODES}')
     pipe = _classification_pipeline(root=root, file_list=file_list, train=train, style=style, crop=crop, resize=resize,
                                     shard_id=shard_id, num_shards=num_shards,
                                     decoder_device='cpu' if device_id is None else 'mixed', hw_decoder_load=hw_decoder_load,
                                     fancy_upsampling=fancy_upsampling,
                                     mean=MEAN if mean is None else [255 * m for m in mean],
-                                    std=STD if std is None else [255 * v for v in std],
+                                    std=STD if std is None else [255 * v for v in std], warp=resize_mode == 'warp',
                                     batch_size=batch_size, num_threads=num_threads, device_id=device_id,
                                     prefetch_queue_depth=prefetch or 2,
                                     seed=seed + 1000 * shard_id,  # augmentation differs across ranks
@@ -186,7 +191,7 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
 
 
 @pipeline_def
-def _detection_pipeline(source, decoder_device, scale, max_size):
+def _detection_pipeline(source, decoder_device, scale, max_size, mean, std):
     jpegs, boxes, flip = fn.external_source(source=source, num_outputs=3, batch=True, batch_info=True,
                                             dtype=[types.UINT8, types.FLOAT, types.INT32])
     dev = 'gpu' if decoder_device == 'mixed' else 'cpu'
@@ -197,7 +202,7 @@ def _detection_pipeline(source, decoder_device, scale, max_size):
     # The annotation's pixel frame is the stored one, so no EXIF rotation (VOC's JPEGs have none anyway).
     images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB, adjust_orientation=False)
     images = fn.resize(images, device=dev, size=fn.stack(dmath.floor(h * s + 0.5), dmath.floor(w * s + 0.5)))
-    images = fn.crop_mirror_normalize(images, device=dev, dtype=types.FLOAT, output_layout='HWC', mean=MEAN, std=STD,
+    images = fn.crop_mirror_normalize(images, device=dev, dtype=types.FLOAT, output_layout='HWC', mean=mean, std=std,
                                       mirror=flip)
     # Boxes come in continuous pixel coordinates and are flipped in relative ones, where bb_flip's x -> 1 - x is
     # exactly the image's mirror.
@@ -217,7 +222,7 @@ class DetectionLoader:
     resumed run sees the same batches as an uninterrupted one."""
 
     def __init__(self, root, records, batch_size, train, scale, max_size, num_threads, device_id, seed, shard_id,
-                 num_shards, consumed=0):
+                 num_shards, consumed=0, mean=None, std=None):
         self.root, self.records, self.batch_size, self.train, self.seed = root, records, batch_size, train, seed
         self.shard_id, self.num_shards = shard_id, num_shards
         n = len(records) // num_shards if train else len(range(shard_id, len(records), num_shards))
@@ -231,6 +236,8 @@ class DetectionLoader:
         self.device = torch.device('cuda', device_id) if device_id is not None else None
         self.pipe = _detection_pipeline(source=self._source, decoder_device='cpu' if device_id is None else 'mixed',
                                         scale=scale, max_size=max_size, batch_size=batch_size, num_threads=num_threads,
+                                        mean=MEAN if mean is None else [255 * m for m in mean],
+                                        std=STD if std is None else [255 * v for v in std],
                                         device_id=device_id, seed=seed, prefetch_queue_depth=2)
         self.pipe.build()
 
@@ -294,13 +301,14 @@ class DetectionLoader:
 
 
 def detection_loader(root, records, batch_size, train, scale=600, max_size=1000, num_threads=4, device_id=None,
-                     seed=0, shard_id=0, num_shards=1, checkpoint=None):
+                     seed=0, shard_id=0, num_shards=1, checkpoint=None, mean=None, std=None):
     """A loader over `records` (rows of datasets.read_voc_detection or read_voc_actions: 'path' relative to
-    `root`, 'boxes' in VOC's 1-based inclusive pixels). checkpoint: a previous loader's state()."""
+    `root`, 'boxes' in VOC's 1-based inclusive pixels). checkpoint: a previous loader's state(). mean, std: the
+    network's normalisation on the 0-1 scale (None: ImageNet's), so a detector sees what its backbone trained on."""
     if not records:
         raise UserError(f'no images to load from {root}')
     return DetectionLoader(root, records, batch_size, train, scale, max_size, num_threads, device_id, seed, shard_id,
-                           num_shards, consumed=checkpoint or 0)
+                           num_shards, consumed=checkpoint or 0, mean=mean, std=std)
 
 
 def device_id():

@@ -231,6 +231,17 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=2, alig
     return out.view(K, oh, ow, C).permute(0, 3, 1, 2).contiguous().to(features.dtype)
 
 
+def pool_rois(features, rois, output_size, spatial_scale, op='pool'):
+    """RoI features [K, C, oh, ow]: op 'pool' is Fast R-CNN's RoI max pooling as py-faster-rcnn's ROIPooling layer
+    computes it (caffe-fast-rcnn roi_pooling_layer: corners rounded to cells, bins floor/ceil, an empty bin 0),
+    which torchvision.ops.roi_pool implements; 'align' is roi_align above (sampling_ratio 2, Detectron)."""
+    if op == 'align':
+        return roi_align(features, rois, output_size, spatial_scale)
+    from torchvision.ops import roi_pool
+    # coordinates never in 16 bits (a 4 px step at 600 px in bf16); under autocast torchvision pools in float32
+    return roi_pool(features, rois.to(torch.promote_types(features.dtype, torch.float32)), output_size, spatial_scale)
+
+
 # ---------------------------------------------------------------------------------------- anchors and box coding
 
 # py-faster-rcnn lib/fast_rcnn/config.py (TRAIN.BBOX_NORMALIZE_STDS): the Fast R-CNN head regresses targets divided
@@ -276,14 +287,16 @@ def encode(boxes, targets, stds=(1., 1., 1., 1.)):
 
 
 def decode(boxes, deltas, stds=(1., 1., 1., 1.)):
-    """Inverse of encode for deltas [N, 4k] (k boxes per row, class-specific), computed in float32. The far corner
-    is centre + w / 2 - 1, the exact inverse (Detectron's fix of py-faster-rcnn's bbox_transform_inv)."""
+    """py-faster-rcnn's bbox_transform_inv for deltas [N, 4k] (k boxes per row, class-specific), in float32. As
+    there, the far corner is centre + w / 2, so a decoded box is one pixel wider and taller than the box encode
+    was given (decode(encode(b, t)) = t + [0, 0, 1, 1]); Detectron later subtracted 1 to make it the exact
+    inverse. Kept as py-faster-rcnn has it: its trained detectors, and the paper's numbers, include it."""
     boxes, deltas = boxes.float(), deltas.float().reshape(len(deltas), -1, 4) * deltas.new_tensor(stds).float()
     w, h = boxes[:, 2:3] - boxes[:, 0:1] + 1, boxes[:, 3:4] - boxes[:, 1:2] + 1
     cx, cy = boxes[:, 0:1] + 0.5 * w + deltas[..., 0] * w, boxes[:, 1:2] + 0.5 * h + deltas[..., 1] * h
     pw = torch.exp(deltas[..., 2].clamp(max=MAX_LOG_SIZE)) * w
     ph = torch.exp(deltas[..., 3].clamp(max=MAX_LOG_SIZE)) * h
-    out = torch.stack([cx - 0.5 * pw, cy - 0.5 * ph, cx + 0.5 * pw - 1, cy + 0.5 * ph - 1], -1)
+    out = torch.stack([cx - 0.5 * pw, cy - 0.5 * ph, cx + 0.5 * pw, cy + 0.5 * ph], -1)
     return out.reshape(len(boxes), -1)
 
 
@@ -324,9 +337,10 @@ class FasterRCNN(nn.Module):
     (boxes [N, 4] in the resized image's pixels, scores [N], labels [N] in 0..num_classes-1)."""
 
     def __init__(self, backbone, head, channels, head_channels, num_classes, stride=16, pool=6,
-                 anchor_scales=(8, 16, 32), anchor_ratios=(0.5, 1, 2)):
+                 anchor_scales=(8, 16, 32), anchor_ratios=(0.5, 1, 2), roi_op='pool'):
         super().__init__()
         self.backbone, self.box_head, self.stride, self.pool, self.num_classes = backbone, head, stride, pool, num_classes
+        self.roi_op = roi_op  # 'pool': py-faster-rcnn's RoI max pooling; 'align': RoIAlign (Mask R-CNN, Detectron)
         self.register_buffer('anchors', generate_anchors(stride, anchor_ratios, anchor_scales), persistent=False)
         A = len(self.anchors)
         # RPN: a 3x3 conv as wide as the features (ZF: 256, as AlexNet's conv5), then per-anchor objectness and
@@ -422,7 +436,7 @@ class FasterRCNN(nn.Module):
                 box_targets.append(tgt)
             rois.append(torch.cat([props.new_full((len(props), 1), b), props], 1))
         rois = torch.cat(rois)
-        pooled = roi_align(feats, rois, self.pool, 1 / self.stride)
+        pooled = pool_rois(feats, rois, self.pool, 1 / self.stride, self.roi_op)
         h = self.box_head(pooled)
         scores, box_deltas = self.cls_score(h), self.bbox_pred(h)
         if train:
@@ -523,9 +537,9 @@ class RStarCNN(nn.Module):
     from the pre-trained network) and their own scoring layer. forward(images, im_info, persons) returns the
     [persons, actions] scores of every person box of every image, in order."""
 
-    def __init__(self, backbone, head, head_channels, num_actions, stride=16, pool=6):
+    def __init__(self, backbone, head, head_channels, num_actions, stride=16, pool=6, roi_op='pool'):
         super().__init__()
-        self.backbone, self.stride, self.pool = backbone, stride, pool
+        self.backbone, self.stride, self.pool, self.roi_op = backbone, stride, pool, roi_op
         self.primary, self.secondary = head, copy.deepcopy(head)
         self.primary_score = nn.Linear(head_channels, num_actions)
         self.secondary_score = nn.Linear(head_channels, num_actions)
@@ -545,8 +559,8 @@ class RStarCNN(nn.Module):
             prim.append(torch.cat([p.new_full((len(p), 1), b), p], 1))
             sec.append(torch.cat([p.new_full((int(used.sum()), 1), b), regions[used]], 1))
             masks.append(ok[:, used])
-        scores = self.primary_score(self.primary(roi_align(feats, torch.cat(prim), self.pool, 1 / self.stride)))
-        s = self.secondary_score(self.secondary(roi_align(feats, torch.cat(sec), self.pool, 1 / self.stride))).float()
+        scores = self.primary_score(self.primary(pool_rois(feats, torch.cat(prim), self.pool, 1 / self.stride, self.roi_op)))
+        s = self.secondary_score(self.secondary(pool_rois(feats, torch.cat(sec), self.pool, 1 / self.stride, self.roi_op))).float()
         out, start = [], 0
         for m in masks:
             mine = s[start:start + m.shape[1]]  # [R, A]

@@ -89,11 +89,12 @@ def lr_at(step, base_lr, total, schedule='step', milestones=(), gamma=0.1, warmu
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, wd_norm=True):
+def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, wd_norm=True, bias_decay=False):
     """SGD with momentum over the trainable parameters. Each param group carries 'lr_mult', which the loop
     multiplies into the scheduled LR.
 
-    caffe_bias: Caffe's AlexNet rule (bvlc_alexnet/train_val.prototxt): biases learn at 2x with no decay.
+    caffe_bias: Caffe's AlexNet rule (bvlc_alexnet/train_val.prototxt): biases learn at 2x with no decay;
+      bias_decay keeps their decay (py-faster-rcnn's prototxts: lr_mult 2, decay_mult left at 1).
     head_lr_mult: the new last layer learns faster when fine-tuning (Caffe's fine-tuning example,
       finetune_flickr_style: lr_mult 10 on the new fc8).
     wd_norm: weight decay on normalisation parameters (BN/GN scale and shift); Kornblith et al. 2019 find that
@@ -106,7 +107,7 @@ def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, w
             continue
         bias = caffe_bias and p.ndim == 1
         mult = (2.0 if bias else 1.0) * (head_lr_mult if id(p) in head else 1.0)
-        wd = 0.0 if bias or (id(p) in norm and not wd_norm) else weight_decay
+        wd = 0.0 if bias and not bias_decay or (id(p) in norm and not wd_norm) else weight_decay
         groups.setdefault((mult, wd), []).append(p)
     return torch.optim.SGD([{'params': ps, 'lr_mult': m, 'weight_decay': wd} for (m, wd), ps in groups.items()],
                            lr=lr, momentum=momentum)

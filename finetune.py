@@ -9,7 +9,7 @@
     python finetune.py coarse-fine --subset subsets/imagenet/full --init runs/full-alexnet/checkpoint.pth
 
 Tasks:
-    sun397       SUN397 scenes, official split --split (1-10); part of the training list is held out for validation
+    sun397       SUN397 scenes, official split --split (1-10), trained on the whole official training list (paper)
     folder       any ROOT/<class>/*.jpg data set (or ROOT/train/<class>, ROOT/test/<class>)
     manifest     a subsets.py folder; its val.txt is the test set (ImageNet last-layer: paper Fig. 2, 9)
     knn          nearest-neighbour "induction" accuracy on a subset's classes (paper §5.3, Fig. 4)
@@ -68,6 +68,11 @@ def get_args_parser():
     p.add_argument('--out', default=None, help='run directory (default: runs/<init run>/<task>-<mode>)')
     p.add_argument('--crop', type=int, default=None, help='default: the checkpoint\'s, else the network\'s input size')
     p.add_argument('--resize', type=int, default=None, help='default: the checkpoint\'s, else the network\'s (256 for 224 px)')
+    p.add_argument('--resize-mode', default=None, choices=('shorter', 'warp'), help='default: the checkpoint\'s, else the network\'s')
+    p.add_argument('--mean', type=float, nargs=3, default=None, help='RGB input mean, 0-1 scale (default: the checkpoint\'s, else the network\'s)')
+    p.add_argument('--std', type=float, nargs=3, default=None, help='RGB input std, 0-1 scale (default: the checkpoint\'s, else the network\'s)')
+    p.add_argument('--weight-init', default=None, choices=('caffe', 'default'),
+                   help='initialisation of the new layers, and of all with --init scratch (default: the checkpoint\'s, else the network\'s)')
     p.add_argument('--seed', type=int, default=0, help='seed of the validation hold-out and of training')
     p.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))), help='DALI threads')
     p.add_argument('--eval-batch-size', type=int, default=100, help='batch of feature extraction and evaluation')
@@ -76,7 +81,10 @@ def get_args_parser():
     data.add_argument('--split', type=int, default=1, help='sun397: official split 1-10')
     data.add_argument('--data', default=None, help='folder: ROOT/<class>/*.jpg, or ROOT/train/<class> + ROOT/test/<class>')
     data.add_argument('--subset', default=None, help='manifest, knn, coarse-fine: a subsets.py folder')
-    data.add_argument('--val-fraction', type=float, default=0.1, help='share of each class\'s training images held out for validation')
+    data.add_argument('--val-fraction', type=float, default=None,
+                      help='share of each class\'s training images held out for validation (default: none for sun397, '
+                           'which trains on the whole official list as the paper; 0.1 for the linear probe, which '
+                           'chooses its L2 strength there, and for folder and manifest)')
     data.add_argument('--test-fraction', type=float, default=0.2, help='folder without test/: share of each class kept for testing')
     probe = p.add_argument_group('linear probe')
     probe.add_argument('--lambdas', type=float, nargs='+', default=[10.0 ** k for k in range(-6, 1)],
@@ -91,6 +99,9 @@ def get_args_parser():
     voc.add_argument('--test-set', default=None, help='image set tested on (default: test for voc07, val for voc12-action)')
     voc.add_argument('--scale', type=int, default=600, help='shorter image side (py-faster-rcnn TRAIN/TEST.SCALES)')
     voc.add_argument('--max-size', type=int, default=1000, help='longest image side (py-faster-rcnn MAX_SIZE)')
+    voc.add_argument('--roi-op', default=None, choices=('pool', 'align'),
+                     help='RoI features: pool (RoI max pooling, py-faster-rcnn; the default for AlexNets) or align '
+                          '(RoIAlign, Detectron; the default for ResNets)')
     voc.add_argument('--anchor-scales', type=int, nargs='+', default=[8, 16, 32],
                      help='anchor sizes in units of the 16 px stride: 128, 256, 512 px (py-faster-rcnn)')
     cf = p.add_argument_group('coarse-fine')
@@ -142,6 +153,12 @@ def folder_rows(root, names=None):
 
 def classification_data(args):
     """(image root, class names, train, val, test rows) of a classification task."""
+    if args.val_fraction is None:
+        args.val_fraction = 0.0 if args.task == 'sun397' and args.mode != 'linear' else 0.1
+    if not 0 <= args.val_fraction < 1:
+        raise UserError(f'--val-fraction {args.val_fraction}: must be in [0, 1)')
+    if args.mode == 'linear' and args.val_fraction == 0:
+        raise UserError('--mode linear chooses its L2 strength on a validation split: --val-fraction must be > 0')
     if args.task == 'sun397':
         if not args.sun_root:
             raise UserError('sun397 needs --sun-root (the SUN397 folder)')
@@ -213,19 +230,22 @@ def network(args, num_classes=None):
         raise UserError(f'{args.init} holds a {src["arch"]}, not the --arch {args.arch} asked for')
     args.width = args.width or src.get('width', 1.0)
     args.norm = src.get('norm', 'bn')  # a GroupNorm network is fine-tuned as one (He et al. 2019)
-    spec = input_spec(args.arch)  # what the network was made for; a wmig checkpoint records what it trained on
+    # What the network was made for; a wmig checkpoint records what it trained on (a key it lacks: what the code
+    # that wrote it used).
+    spec = {**input_spec(args.arch), **({**train.ADDED_LATER, **src} if src else {})}
     args.crop = args.crop or src.get('crop') or spec['size']
-    args.resize = args.resize or src.get('resize') or spec['resize']
-    args.mean, args.std = src.get('mean') or spec['mean'], src.get('std') or spec['std']
+    args.resize = args.resize or spec['resize']
+    for k in ('resize_mode', 'mean', 'std', 'weight_init'):
+        setattr(args, k, getattr(args, k) or spec[k])
     if sd is None and num_classes is None:
         raise UserError(f'{args.task} analyses a trained network; --init scratch has none (give a checkpoint)')
     n = num_classes
     if n is None:  # the classifier as trained: as many outputs as the weights' last layer
-        head_key = get_model(args.arch, 1, args.norm, src.get('dropout', 0.5), args.width).head_name + '.weight'
+        head_key = get_model(args.arch, 1, args.norm, src.get('dropout', 0.5), args.width, args.weight_init).head_name + '.weight'
         if head_key not in sd:
             raise UserError(f'{args.init} does not fit a {args.arch}: it has no {head_key}')
         n = sd[head_key].shape[0]
-    model = get_model(args.arch, n, args.norm, src.get('dropout', 0.5), args.width)
+    model = get_model(args.arch, n, args.norm, src.get('dropout', 0.5), args.width, args.weight_init)
     check_input_size(model, args.crop, args.arch)
     if sd is not None:
         if num_classes is None:  # the whole network, head included: analyses of the pre-trained classifier
@@ -250,7 +270,7 @@ def loader(args, root, manifest):
     """The validation pipeline (resize, centre crop) over a manifest: the feature extractor of every task."""
     return classification_loader(root, manifest, args.eval_batch_size, False, args.crop, args.resize,
                                  num_threads=args.workers, device_id=0 if torch.cuda.is_available() else None,
-                                 mean=args.mean, std=args.std)
+                                 mean=args.mean, std=args.std, resize_mode=args.resize_mode)
 
 
 def device_and_amp():
@@ -276,14 +296,16 @@ def finish(out, args, result, record_args=True):
 def run_training(args, rest, data_dir, out):
     argv = ['--subset', data_dir, '--out', out, '--arch', args.arch, '--norm', args.norm, '--width', str(args.width), '--crop', str(args.crop),
             '--resize', str(args.resize), '--seed', str(args.seed), '--workers', str(args.workers),
-            '--mean', *map(str, args.mean), '--std', *map(str, args.std), *RECIPE]
+            '--mean', *map(str, args.mean), '--std', *map(str, args.std), '--resize-mode', args.resize_mode,
+            '--weight-init', args.weight_init, *RECIPE]
     if args.init != 'scratch':
         argv += ['--init', args.init if args.init.startswith(('torchvision:', 'timm:')) else os.path.abspath(args.init)]
     if args.mode == 'last':
         argv += ['--train-layers', 'head']
     targs = train.get_args_parser().parse_args(argv + rest)  # the user's train.py flags come last and win
     train.main(targs)
-    model = get_model(targs.arch, len(read_tsv(os.path.join(data_dir, 'classes.tsv'))) - 1, targs.norm, targs.dropout, targs.width)
+    model = get_model(targs.arch, len(read_tsv(os.path.join(data_dir, 'classes.tsv'))) - 1, targs.norm, targs.dropout,
+                      targs.width, targs.weight_init)
     model.load_state_dict(engine.load_checkpoint(os.path.join(out, 'checkpoint.pth'))['model'])
     device, amp = device_and_amp()
     with open(os.path.join(data_dir, 'meta.json')) as f:
@@ -392,13 +414,21 @@ def region_task(args, rest):
     # The detector resizes by --scale / --max-size; the unused --resize keeps its old default (it now defaults to the
     # network's input) so that region runs made before still resume under the same arguments.
     targs.resize = targs.resize or 256
+    # the backbone's input and initialisation (network()), part of the run's identity
+    targs.mean, targs.std, targs.resize_mode, targs.weight_init = args.mean, args.std, args.resize_mode, args.weight_init
     targs.task, targs.init, targs.scale, targs.max_size = args.task, args.init, args.scale, args.max_size
     targs.anchor_scales, targs.train_set, targs.test_set = args.anchor_scales, args.train_set, args.test_set
+    # py-faster-rcnn pools RoIs by max pooling (ROIPooling, the AlexNet-era detectors); Detectron's ResNet C4 by RoIAlign
+    args.roi_op = targs.roi_op = args.roi_op or ('pool' if args.arch.startswith('alexnet') else 'align')
+    # py-faster-rcnn's prototxts decay biases (no decay_mult, so 1) while giving them 2x lr; bvlc_alexnet does not
+    targs.bias_decay = True
     args_dict = dict(vars(targs))
     rank, world, _, device = engine.init_distributed()
     if world > 1:
         raise UserError(f'{args.task} runs in one process (as py-faster-rcnn); run seeds side by side instead')
-    engine.check_run_dir(out, args_dict, ignore=train.RESUME_MAY_CHANGE)
+    # region runs made before these arguments existed used RoIAlign and no bias decay
+    engine.check_run_dir(out, args_dict, ignore=train.RESUME_MAY_CHANGE,
+                         added={**train.ADDED_LATER, 'roi_op': 'align', 'bias_decay': False})
     metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
     if os.path.exists(metrics_path):
         print(f'{out} is finished: {open(metrics_path).read().strip()}')
@@ -406,16 +436,19 @@ def region_task(args, rest):
     ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, targs.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
 
     backbone, head, channels, head_channels, stride, pool = split_classifier(net)
-    frozen_norms = freeze(net, args.arch)
+    # From scratch means from scratch (He et al. 2019): nothing frozen, the norm layers train. Pre-trained layers are
+    # frozen as the originals do (detection.freeze).
+    frozen_norms = [] if args.init == 'scratch' else freeze(net, args.arch)
     torch.manual_seed(targs.seed)
     if det:
-        model = FasterRCNN(backbone, head, channels, head_channels, len(names), stride, pool, tuple(args.anchor_scales))
+        model = FasterRCNN(backbone, head, channels, head_channels, len(names), stride, pool, tuple(args.anchor_scales),
+                           roi_op=args.roi_op)
     else:
-        model = RStarCNN(backbone, head, head_channels, len(names), stride, pool)
+        model = RStarCNN(backbone, head, head_channels, len(names), stride, pool, roi_op=args.roi_op)
     model = model.to(device)
     if targs.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = engine.sgd(model, targs.lr, targs.momentum, targs.wd, caffe_bias=True)
+    optimizer = engine.sgd(model, targs.lr, targs.momentum, targs.wd, caffe_bias=True, bias_decay=targs.bias_decay)
     amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(targs.amp, targs.amp)
     amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -426,8 +459,9 @@ def region_task(args, rest):
         engine.set_rng_state(ckpt['rng'][0])
     dev_id = device.index if device.type == 'cuda' else None
     train_loader = detection_loader(root, train_recs, targs.batch_size, True, args.scale, args.max_size, targs.workers,
-                                    dev_id, targs.seed, checkpoint=ckpt['loader'][0] if ckpt else None)
-    test_loader = detection_loader(root, test_recs, 1, False, args.scale, args.max_size, targs.workers, dev_id, targs.seed)
+                                    dev_id, targs.seed, checkpoint=ckpt['loader'][0] if ckpt else None, mean=args.mean, std=args.std)
+    test_loader = detection_loader(root, test_recs, 1, False, args.scale, args.max_size, targs.workers, dev_id, targs.seed,
+                                   mean=args.mean, std=args.std)
     milestones, total = targs.lr_steps, targs.iters
 
     sha = engine.start_run_dir(out, args_dict)
@@ -435,6 +469,9 @@ def region_task(args, rest):
     print(f'{args.task}: {"Faster R-CNN" if det else "R*CNN"} on a {args.arch}, {len(names)} {"classes" if det else "actions"}, '
           f'{len(train_recs)} train / {len(test_recs)} test images, batch {targs.batch_size}, lr {targs.lr} '
           f'(milestones {milestones}), {total} iterations = {total / len(train_loader):.1f} epochs, {amp} autocast')
+    params = list(model.parameters())
+    print(f'RoI {args.roi_op}; trainable parameters: {sum(p.numel() for p in params if p.requires_grad)} of '
+          f'{sum(p.numel() for p in params)} (init {args.init})')
     if ckpt is not None:
         print(f'resuming from {ckpt_from} at iteration {ckpt["step"]}')
 

@@ -7,7 +7,7 @@
     net = get_model('timm:inception_v4', 10)                  # any timm model
     feats = features(net, x)                                  # penultimate features, for transfer and kNN
     head(net), net.head_name                                  # the last layer, which transfer replaces, and its key prefix
-    input_spec('timm:inception_v4')                           # {'size': 299, 'resize': 342, 'mean': ..., 'std': ...}
+    input_spec('timm:inception_v4')                           # {'size': 299, 'resize': 341, 'mean': ..., ...}
 
 Every network has the library's own state_dict keys, so published weights load with load_state_dict. The one
 interface they share is a string attribute, `head_name`, naming the last nn.Linear; `features` reads that
@@ -36,6 +36,11 @@ KORNBLITH = {'Inception v1': 'googlenet', 'BN-Inception': 'bninception', 'Incept
              'NASNet-A Mobile': 'nasnet_mobile', 'NASNet-A Large': 'timm:nasnetalarge'}
 # ImageNet RGB mean and std on the 0-1 scale (torchvision's values), the normalisation of torchvision's weights.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Caffe's input: pixels on the 0-255 scale minus the ImageNet mean, not divided by a std. The mean is the per-channel
+# average of Caffe's mean image (python/caffe/imagenet/ilsvrc_2012_mean.npy: B 104.007, G 116.669, R 122.679; the
+# per-pixel image itself is not used). On the 0-1 scale of --mean/--std: mean / 255, std 1 / 255. The channel order
+# is RGB, not Caffe's BGR: it matters only for Caffe's own weights, which wmig does not load.
+CAFFE_MEAN, CAFFE_STD = (122.679 / 255, 116.669 / 255, 104.007 / 255), (1 / 255, 1 / 255, 1 / 255)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -60,14 +65,15 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-def alexnet(num_classes=1000, variant='caffe', dropout=0.5, width=1.0):
+def alexnet(num_classes=1000, variant='caffe', dropout=0.5, width=1.0, init='caffe'):
     """AlexNet. variant='caffe' is the paper's network (Caffe's bvlc_alexnet, Krizhevsky et al. 2012):
     96-256-384-384-256 convolutions, LRN after conv1 and conv2, conv2/4/5 in two groups, dropout on fc6 and
     fc7, 227 px input. variant='torchvision' is torchvision's single-GPU variant (64-192-384-256-256, no LRN,
     no groups), whose keys and shapes equal torchvision's `alexnet` at width 1 (tests/test_models.py checks).
 
     width scales every conv and fc width (a narrower net for CPU toy runs and width ablations); 1.0 is the
-    published network."""
+    published network. init: 'caffe' is bvlc_alexnet's Gaussian fillers (the Caffe net only), 'torch' keeps
+    torch's default (Kaiming-uniform) initialisation."""
     def w(c):  # scaled width, kept even so the two-group convolutions still split
         return max(2, 2 * round(c * width / 2))
     if variant == 'caffe':
@@ -99,7 +105,27 @@ def alexnet(num_classes=1000, variant='caffe', dropout=0.5, width=1.0):
             nn.Linear(w(4096), num_classes))
     else:
         raise ValueError(f'unknown AlexNet variant {variant!r}; choose caffe or torchvision')
-    return AlexNet(features, classifier)
+    net = AlexNet(features, classifier)
+    if variant == 'caffe' and init == 'caffe':
+        caffe_alexnet_init(net, width)
+    return net
+
+
+# bvlc_alexnet/train_val.prototxt's fillers, layer by layer (conv1-5, fc6-8): gaussian weight std, constant bias
+CAFFE_INIT = ((0.01, 0.), (0.01, 0.1), (0.01, 0.), (0.01, 0.1), (0.01, 0.1), (0.005, 0.1), (0.005, 0.1), (0.01, 0.))
+
+
+def caffe_alexnet_init(net, width=1.0):
+    """Caffe's initialisation of bvlc_alexnet: Gaussian weights (std 0.01, 0.005 for fc6 and fc7) and constant
+    biases (0.1 for conv2, conv4, conv5, fc6, fc7, which start their ReLUs active; 0 elsewhere).
+
+    A narrower net (width < 1, ours: Caffe has none) has width x the fan-in in every layer after conv1, so its
+    activations would shrink by sqrt(width) a layer; those stds are divided by sqrt(width) to keep the published
+    network's activation scale (at width 0.25 the toy net otherwise sat at chance for its first ~200 iterations)."""
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for i, (m, (std, bias)) in enumerate(zip(layers, CAFFE_INIT, strict=True)):
+        nn.init.normal_(m.weight, std=std if i == 0 else std / math.sqrt(width))
+        nn.init.constant_(m.bias, bias)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -265,21 +291,25 @@ def check_arch(arch):
                         f'{len(names)} in all: torchvision.models.list_models()), or timm:NAME for a timm model')
 
 
-def get_model(arch, num_classes, norm='bn', dropout=0.5, width=1.0):
+def get_model(arch, num_classes, norm='bn', dropout=0.5, width=1.0, weight_init='default'):
     """The one place an --arch string becomes a network, with a new `num_classes`-way last layer.
 
     arch: 'alexnet' (the paper's Caffe net) or 'alexnet_tv' (ours, with a width); a torchvision builder name
     ('resnet50', 'densenet121', 'inception_v3', ...); or 'timm:NAME'. norm (--norm) goes to the builder's
-    norm_layer; dropout and width apply to the AlexNets. Inception networks are built without their auxiliary
+    norm_layer; dropout and width apply to the AlexNets, weight_init 'caffe' (bvlc_alexnet's fillers) to the Caffe
+    AlexNet only; 'default' is the builder's own initialisation. Inception networks are built without their auxiliary
     classifiers (Kornblith et al. 2019 count the auxiliary head among the regularisers that hurt transfer)."""
     check_arch(arch)
+    if weight_init not in ('default', 'caffe') or weight_init == 'caffe' and arch != 'alexnet':
+        raise UserError(f'--weight-init {weight_init}: choose default, or caffe for the Caffe alexnet')
     if arch in OWN:
         if norm != 'bn':
             raise UserError(f'--norm {norm}: {arch} is built with its own normalisation; --norm applies to library builders with a norm_layer')
         if width != 1.0 and not arch.startswith('alexnet'):
             raise UserError(f'--width {width}: the width multiplier is for the AlexNets')
         if arch.startswith('alexnet'):
-            model = alexnet(num_classes, 'caffe' if arch == 'alexnet' else 'torchvision', dropout, width)
+            model = alexnet(num_classes, 'caffe' if arch == 'alexnet' else 'torchvision', dropout, width,
+                            'caffe' if weight_init == 'caffe' else 'torch')
         else:
             model = BNInception(num_classes) if arch == 'bninception' else nasnet_mobile(num_classes)
     else:
@@ -336,18 +366,23 @@ def features(model, x):
 
 
 def input_spec(arch):
-    """{'size', 'resize', 'mean', 'std'} a network was made for: its native crop, the shorter side resized to
-    before the centre crop, and the RGB normalisation (0-1 scale) of its published weights."""
-    if arch == 'alexnet':  # Caffe's bvlc_alexnet: 227 px crops of 256 px images
-        return {'size': 227, 'resize': 256, 'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)}
+    """{'size', 'resize', 'resize_mode', 'mean', 'std', 'weight_init'} a network was made for: its native crop, the
+    side(s) resized to before the crop ('shorter', or 'warp' for both), the RGB normalisation (0-1 scale) of its
+    published weights, and its initialisation ('caffe' or the library's 'default')."""
+    if arch == 'alexnet':  # Caffe's bvlc_alexnet: 227 px crops of images warped to 256 x 256, Caffe's input scale
+        return {'size': 227, 'resize': 256, 'resize_mode': 'warp', 'mean': list(CAFFE_MEAN), 'std': list(CAFFE_STD),
+                'weight_init': 'caffe'}
+    spec = {'resize_mode': 'shorter', 'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD), 'weight_init': 'default'}
     if arch.startswith('timm:'):
         cfg = _timm().models.get_pretrained_cfg(arch[5:])
-        size = cfg.input_size[-1] if cfg else 224
-        return {'size': size, 'resize': int(math.floor(size / (cfg.crop_pct if cfg else 0.875))),
-                'mean': list(cfg.mean if cfg else IMAGENET_MEAN), 'std': list(cfg.std if cfg else IMAGENET_STD)}
+        if cfg:
+            size = cfg.input_size[-1]
+            return {**spec, 'size': size, 'resize': int(math.floor(size / cfg.crop_pct)), 'mean': list(cfg.mean),
+                    'std': list(cfg.std)}
+        return {**spec, 'size': 224, 'resize': 256}
     # torchvision (and alexnet_tv): ImageNet statistics; 299 px for Inception v3 (Szegedy et al. 2016), else 224
     size = 299 if arch == 'inception_v3' else 224
-    return {'size': size, 'resize': 342 if size == 299 else 256, 'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)}
+    return {**spec, 'size': size, 'resize': 342 if size == 299 else 256}
 
 
 def check_input_size(model, size, arch):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import engine
-from data_dali import STYLES, classification_loader
+from data_dali import RESIZE_MODES, STYLES, classification_loader
 from datasets import read_manifest, read_tsv
 from engine import UserError
 from models import IMAGENET_MEAN, IMAGENET_STD, NORMS, check_arch, check_input_size, get_model, input_spec
@@ -40,6 +40,8 @@ def get_args_parser():
                    help='normalisation, for builders with a norm_layer (ResNets, MobileNets; gn: He et al. 2019; bn-noscale: Kornblith et al. 2019)')
     p.add_argument('--dropout', type=float, default=0.5, help='AlexNet fc6/fc7 dropout (Krizhevsky et al. 2012)')
     p.add_argument('--width', type=float, default=1.0, help='AlexNet width multiplier; 1.0 is the paper\'s net, 0.25 trains the toy data on a CPU')
+    p.add_argument('--weight-init', default=None, choices=('caffe', 'default'),
+                   help='initialisation (default: caffe for alexnet, bvlc_alexnet\'s Gaussian fillers; the library\'s otherwise)')
     p.add_argument('--init', default=None, help='start from these weights (a wmig checkpoint, a torchvision/timm state_dict file, '
                    'or torchvision:DEFAULT / timm:DEFAULT to download); the last layer is new')
     p.add_argument('--train-layers', default='all', choices=('all', 'head'), help='head: train only the last layer, the rest frozen (paper Fig. 2, 9)')
@@ -47,7 +49,9 @@ def get_args_parser():
     # data
     p.add_argument('--style', default='caffe', choices=STYLES, help='caffe: resize 256 + random crop; inception: random-resized crop')
     p.add_argument('--crop', type=int, default=None, help='training crop (default: the network\'s size: 227 for alexnet, 299 for Inceptions, ...)')
-    p.add_argument('--resize', type=int, default=None, help='shorter side before cropping (default: the network\'s; Caffe: 256)')
+    p.add_argument('--resize', type=int, default=None, help='side before cropping (default: the network\'s; Caffe: 256)')
+    p.add_argument('--resize-mode', default=None, choices=RESIZE_MODES,
+                   help='warp: both sides to --resize, as Caffe (the default for alexnet); shorter: the shorter side (the default otherwise)')
     p.add_argument('--mean', type=float, nargs=3, default=None, help='RGB mean on the 0-1 scale (default: the network\'s; ImageNet\'s for torchvision)')
     p.add_argument('--std', type=float, nargs=3, default=None, help='RGB std on the 0-1 scale (default: the network\'s)')
     p.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))), help='DALI threads per process')
@@ -87,7 +91,7 @@ def get_args_parser():
 # Arguments that may change between a run and its resumption without changing what is computed.
 RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile', 'keep')
 # Arguments added after runs were made: an args.json without them ran with these values.
-ADDED_LATER = {'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)}
+ADDED_LATER = {'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD), 'resize_mode': 'shorter', 'weight_init': 'default'}
 
 
 def check_args(args):
@@ -108,6 +112,9 @@ def check_args(args):
     for split in ('train', 'val'):
         path = os.path.join(args.subset, f'{split}.txt')
         rows = read_manifest(path)
+        counts[split] = len(rows)
+        if not rows and split == 'val':  # no validation set: training only (finetune.py sun397 by default)
+            continue
         if not rows:
             raise UserError(f'{path} is empty')
         bad = [lab for _, lab in rows if lab >= num_classes]
@@ -116,7 +123,6 @@ def check_args(args):
         first = os.path.join(args.data_root, rows[0][0])
         if not os.path.isfile(first):
             raise UserError(f'image not found: {first} (is --data-root right?)')
-        counts[split] = len(rows)
     check_arch(args.arch)
     if args.width <= 0:
         raise UserError(f'--width {args.width}: must be > 0')
@@ -126,8 +132,9 @@ def check_args(args):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UserError(f'--{name.replace("_", "-")} must be >= 1, got {v}')
-    spec = input_spec(args.arch)  # the network's own input: size, resize, normalisation; recorded in args.json
-    for k, name in (('size', 'crop'), ('resize', 'resize'), ('mean', 'mean'), ('std', 'std')):
+    spec = input_spec(args.arch)  # the network's own input and initialisation; recorded in args.json
+    for k, name in (('size', 'crop'), ('resize', 'resize'), ('resize_mode', 'resize_mode'), ('mean', 'mean'),
+                    ('std', 'std'), ('weight_init', 'weight_init')):
         if getattr(args, name) is None:
             setattr(args, name, spec[k])
     if min(args.std) <= 0:
@@ -163,11 +170,12 @@ def main(args):
     # ---- data
     dali_device = local_rank if device.type == 'cuda' else None
     threads = max(1, args.workers)
-    speed = dict(hw_decoder_load=args.hw_decoder_load, prefetch=args.prefetch, mean=args.mean, std=args.std)
+    speed = dict(hw_decoder_load=args.hw_decoder_load, prefetch=args.prefetch, mean=args.mean, std=args.std,
+                 resize_mode=args.resize_mode)
     train_loader = classification_loader(args.data_root, os.path.join(args.subset, 'train.txt'), batch, True, args.crop,
                                          args.resize, args.style, threads, dali_device, rank, world, args.seed,
                                          checkpoint=ckpt['loader'][rank] if ckpt else None, **speed)
-    val_loader = classification_loader(args.data_root, os.path.join(args.subset, 'val.txt'), batch, False, args.crop,
+    val_loader = None if not counts['val'] else classification_loader(args.data_root, os.path.join(args.subset, 'val.txt'), batch, False, args.crop,
                                        args.resize, args.style, threads, dali_device, rank, world, args.seed, **speed)
     iters_per_epoch = len(train_loader)
     unit = iters_per_epoch if args.epochs is not None else 1  # schedule lengths count epochs or iterations
@@ -176,7 +184,7 @@ def main(args):
 
     # ---- model and optimiser
     torch.manual_seed(args.seed + rank)
-    model = get_model(args.arch, num_classes, args.norm, args.dropout, args.width)
+    model = get_model(args.arch, num_classes, args.norm, args.dropout, args.width, args.weight_init)
     check_input_size(model, args.crop, args.arch)
     model = model.to(device)
     if args.channels_last:
@@ -220,6 +228,8 @@ def main(args):
         return F.cross_entropy(model(images), labels, label_smoothing=args.label_smoothing)
 
     def validate():
+        if val_loader is None:
+            return {}, 'no validation (val.txt is empty)'
         m = engine.evaluate(raw_model, val_loader, device, amp_dtype, world)
         return m, f'val top-1 {m["top1"]:.2f}%  top-5 {m["top5"]:.2f}%  mean class {m["mean_class_acc"]:.2f}%  ({m["n"]} images)'
 
@@ -236,7 +246,8 @@ def main(args):
     if is_main:
         result = {'step': step, 'epoch': epoch, **{f'val_{k}': v for k, v in metrics.items()}}
         engine.write_atomic(metrics_path, json.dumps(result, sort_keys=True) + '\n')
-        print(f'done: val top-1 {metrics["top1"]:.2f}%, top-5 {metrics["top5"]:.2f}% on {metrics["n"]} images')
+        print(f'done: val top-1 {metrics["top1"]:.2f}%, top-5 {metrics["top5"]:.2f}% on {metrics["n"]} images' if metrics
+              else f'done: {step} iterations, no validation set')
         print(f'checkpoint:  {ckpt_path}')
         print(f'TensorBoard: tensorboard --logdir {os.path.join(args.out, "tb")}')
     if world > 1:

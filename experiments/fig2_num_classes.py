@@ -14,6 +14,8 @@ import common
 def plan(c):
     p = c.plan('fig2_num_classes', 'Fig. 2: number of pre-training classes (bottom-up taxonomies)', layout='curve',
                xlabel='pre-training classes')
+    p.column('pretrain', 'pre-training val top-1 (%)', file='metrics.json', metric='val_top1',
+             note='on its own classes: fewer, coarser classes are easier')
     p.column('sun', 'SUN-CLS mean class acc. (%)')
     if not c.quick:
         p.column('imagenet', 'ImageNet fine classes, last layer: top-1 (%)', metric='test_top1')
@@ -28,7 +30,7 @@ def plan(c):
         subset = full if k == 1000 else c.subset('taxonomy', f'bottom-up-{k}', '--method', 'bottom-up', '--num-classes', str(k))
         for seed in c.seeds:
             run = c.pretrain(subset, seed)
-            p.row(classes, seed, x=classes, sun=c.sun(run, seed), imagenet=None if c.quick else c.last_layer(run, full, seed),
+            p.row(classes, seed, x=classes, pretrain=run, sun=c.sun(run, seed), imagenet=None if c.quick else c.last_layer(run, full, seed),
                   voc07=c.voc_transfer(run, seed, 'detection'))
     return p
 

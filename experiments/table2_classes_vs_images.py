@@ -13,6 +13,7 @@ PAPER_DET = {'1000 x 500': 57.0, '1000 x 250': 54.6}  # Huh et al. 2016: VOC07 d
 
 def plan(c):
     p = c.plan('table2_classes_vs_images', 'Table 2: more classes or more images per class')
+    p.column('pretrain', 'pre-training val top-1 (%)', file='metrics.json', metric='val_top1')
     p.column('sun', 'SUN-CLS mean class acc. (%)')
     p.column('voc07', 'VOC07 detection mAP (%)', paper=PAPER_DET, metric='test_mAP')
     classes, per = c.sizes['classes'], c.pick(toy=60, real=1000)
@@ -25,7 +26,7 @@ def plan(c):
         for label, subset in ((f'{classes} x {per // d}', images), (f'{classes // d} x {per}', fewer)):
             for seed in c.seeds:
                 run = c.pretrain(subset, seed)
-                p.row(label, seed, paper_as=paper if subset == images else None, sun=c.sun(run, seed),
+                p.row(label, seed, paper_as=paper if subset == images else None, pretrain=run, sun=c.sun(run, seed),
                       voc07=c.voc_transfer(run, seed, 'detection'))
     return p
 

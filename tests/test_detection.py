@@ -5,6 +5,7 @@ and bad input."""
 import json
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from conftest import run
+from conftest import TINY, run
 from data_dali import MEAN, STD, detection_loader
 from detection import BOX_STDS, RPN, FasterRCNN, box_iou, clip_boxes, decode, encode, generate_anchors, smooth_l1
 from datasets import VOC_ACTIONS, VOC_CLASSES, read_voc_actions, read_voc_detection
@@ -24,7 +25,8 @@ from eval.metrics import action_ap, detection_ap, mean_ap
 TOY_VOC = ['--train-per-class', '1', '--val-per-class', '1', '--sun-per-class', '0', '--voc07-trainval', '100',
            '--voc07-test', '60', '--voc12-per-action', '10']
 # Small images and anchors to match (toy scenes are 160-320 px), one image a batch as py-faster-rcnn.
-SMALL = ['--scale', '192', '--max-size', '320', '--anchor-scales', '2', '4', '8', '--workers', '2']
+# the toy detector's settings (experiments/common.py TOY_VOC: RoIAlign on the toy's small feature maps)
+SMALL = ['--scale', '192', '--max-size', '320', '--anchor-scales', '2', '4', '8', '--roi-op', 'align', '--workers', '2']
 # One torch thread beside DALI's two: on a shared two-core machine torch's default intra-op pool oversubscribes the
 # cores, and a contended Faster R-CNN run slowed from 8 to 0.3 images/s (its many small NMS ops each wait for
 # both threads).
@@ -58,14 +60,16 @@ def test_anchors_box_coding_and_clipping():
     boxes = torch.cat([xy, xy + wh - 1], 1)
     xy2 = xy + (torch.rand(500, 2, generator=g, dtype=torch.float64) - 0.5) * 100
     targets = torch.cat([xy2, xy2 + wh * torch.rand(500, 2, generator=g, dtype=torch.float64) * 3 + 0.5 - 1], 1)
+    # py-faster-rcnn's bbox_transform_inv puts the far corner at centre + w / 2: one pixel past encode's target
+    plus1 = torch.tensor([0., 0., 1., 1.], dtype=torch.float64)
     for stds in ((1., 1., 1., 1.), BOX_STDS):
         d = encode(boxes, targets, stds)
         assert d.dtype == torch.float64
         # decode computes in float32 (its docstring): ~1e-4 px at these coordinates
-        torch.testing.assert_close(decode(boxes, d, stds).double(), targets, atol=2e-3, rtol=0)
+        torch.testing.assert_close(decode(boxes, d, stds).double(), targets + plus1, atol=2e-3, rtol=0)
     # class-specific rows: k boxes per row, each decoded from the same RoI
     d2 = torch.cat([encode(boxes, targets), encode(boxes, boxes)], 1)
-    torch.testing.assert_close(decode(boxes, d2).double(), torch.cat([targets, boxes], 1), atol=2e-3, rtol=0)
+    torch.testing.assert_close(decode(boxes, d2).double(), torch.cat([targets, boxes], 1) + plus1.repeat(2), atol=2e-3, rtol=0)
     # a huge predicted log-size is capped (MAX_LOG_SIZE), so no inf box
     assert torch.isfinite(decode(boxes[:2], torch.tensor([[0., 0., 1e4, 1e4]] * 2))).all()
 
@@ -201,7 +205,8 @@ def test_faster_rcnn_targets_and_degenerate_boxes():
     best, arg = box_iou(rois, gts).max(1)
     assert (best[fg] >= 0.5).all() and (best[~fg] < 0.5).all()
     assert torch.equal(labels[fg], gt_labels[arg[fg]] + 1)
-    torch.testing.assert_close(decode(rois[fg], targets[fg], BOX_STDS), gts[arg[fg]], atol=1e-3, rtol=0)
+    plus1 = torch.tensor([0., 0., 1., 1.])  # py-faster-rcnn's decoding puts the far corner one pixel out
+    torch.testing.assert_close(decode(rois[fg], targets[fg], BOX_STDS), gts[arg[fg]] + plus1, atol=1e-3, rtol=0)
     assert (targets[~fg] == 0).all()
     rois, labels, _ = model.sample_rois(props[:20], gts, gt_labels)  # few fg: all taken, plus the gt themselves
     assert (labels > 0).sum() == (box_iou(torch.cat([props[:20], gts]), gts).max(1).values >= 0.5).sum() <= 32
@@ -243,10 +248,14 @@ def finetune_both(task, voc, pretrained, tmp_path, schedule):
     """(pre-trained, scratch) run directories of `finetune.py task` at the same schedule; scratch is the same
     narrow AlexNet as the toy pre-training (conftest.TINY)."""
     pre, scratch = tmp_path / 'pre', tmp_path / 'scratch'
-    run('finetune.py', task, '--voc', str(voc), '--init', str(pretrained / 'checkpoint.pth'), '--out', str(pre),
-        *SMALL, *schedule, env=ONE_THREAD)
-    run('finetune.py', task, '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', '--width', '0.25',
-        '--out', str(scratch), *SMALL, *schedule, env=ONE_THREAD)
+    p = run('finetune.py', task, '--voc', str(voc), '--init', str(pretrained / 'checkpoint.pth'), '--out', str(pre),
+            *SMALL, *schedule, env=ONE_THREAD)
+    trainable, total = map(int, re.search(r'RoI align; trainable parameters: (\d+) of (\d+)', p.stdout).groups())
+    assert trainable < total  # the pre-trained conv1 stays frozen (Fast R-CNN §4.5)
+    p = run('finetune.py', task, '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', *TINY[4:],
+            '--out', str(scratch), *SMALL, *schedule, env=ONE_THREAD)
+    trainable, total = map(int, re.search(r'RoI align; trainable parameters: (\d+) of (\d+)', p.stdout).groups())
+    assert trainable == total  # from scratch nothing is frozen (He et al. 2019)
     return pre, scratch
 
 

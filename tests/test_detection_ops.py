@@ -269,3 +269,38 @@ def test_ops_match_torchvision():
             assert torch.allclose(ours, theirs, atol=1e-12)
             grads = [torch.autograd.grad((o * probe).sum(), feats)[0] for o in (ours, theirs)]
             assert torch.allclose(*grads, atol=1e-12)
+
+
+def naive_roi_pool(features, rois, oh, ow, scale):
+    """caffe-fast-rcnn's ROIPooling (roi_pooling_layer.cpp, py-faster-rcnn's) written out: corners rounded to cells
+    (C's round, half away from zero), a RoI at least one cell, bin edges floor / ceil, clipped, an empty bin 0."""
+    def c_round(v):
+        return math.floor(v + 0.5) if v >= 0 else -math.floor(-v + 0.5)
+    _, C, H, W = features.shape
+    out = []
+    for roi in rois.tolist():
+        b = int(roi[0])
+        x1, y1, x2, y2 = (c_round(v * scale) for v in roi[1:])
+        bh, bw = max(y2 - y1 + 1, 1) / oh, max(x2 - x1 + 1, 1) / ow
+        bins = []
+        for ph in range(oh):
+            for pw in range(ow):
+                h0, h1 = min(max(math.floor(ph * bh) + y1, 0), H), min(max(math.ceil((ph + 1) * bh) + y1, 0), H)
+                w0, w1 = min(max(math.floor(pw * bw) + x1, 0), W), min(max(math.ceil((pw + 1) * bw) + x1, 0), W)
+                empty = h1 <= h0 or w1 <= w0
+                bins.append(features.new_zeros(C) if empty else features[b, :, h0:h1, w0:w1].amax((1, 2)))
+        out.append(torch.stack(bins, 1).view(C, oh, ow))
+    return torch.stack(out)
+
+
+def test_roi_max_pooling_matches_py_faster_rcnn():
+    """pool_rois(op='pool'), the AlexNet detector's default, is Fast R-CNN's RoI max pooling as py-faster-rcnn
+    computes it, forward and gradient, RoIs past the border and below one cell included."""
+    from detection import pool_rois
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    rois = random_rois(20, 2, 7, 9, 1 / 8, 3)
+    out, ref = pool_rois(feats, rois, (3, 2), 1 / 8, 'pool'), naive_roi_pool(feats, rois, 3, 2, 1 / 8)
+    assert out.shape == (20, 3, 3, 2) and torch.equal(out, ref)
+    probe = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    assert torch.allclose(*(torch.autograd.grad((o * probe).sum(), feats)[0] for o in (out, ref)), atol=1e-12)

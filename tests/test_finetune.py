@@ -9,7 +9,7 @@ import torch
 import engine
 import subsets as S
 from conftest import TINY, run
-from datasets import read_tsv
+from datasets import read_manifest, read_sun397, read_tsv
 from models import get_model
 
 # A short SUN397 schedule: 200 iterations of 32 (the paper's is 50K of 50); the same for both inits.
@@ -30,9 +30,13 @@ def test_sun397_pretrained_beats_scratch(toy, pretrained, tmp_path):
     assert pre['test_images'] == scratch['test_images'] == 160 and pre['classes'] == 8
     print(f"toy SUN397, split 1: pre-trained {pre['test_mean_class_acc']:.1f}% vs scratch {scratch['test_mean_class_acc']:.1f}%")
     assert pre['test_mean_class_acc'] > scratch['test_mean_class_acc'] + 5
-    # The run explains itself: the split's manifests, with 10% of each class held out for validation.
+    # The run explains itself: the split's manifests. As the paper, it trains on the whole official training list
+    # (the toy's 20 images a class; SUN397's are 50), with no validation hold-out.
     meta = json.loads((tmp_path / 'pre' / 'data' / 'meta.json').read_text())
-    assert (meta['train_images'], meta['val_images'], meta['test_images']) == (144, 16, 160)
+    assert (meta['train_images'], meta['val_images'], meta['test_images']) == (160, 0, 160)
+    _, official, _ = read_sun397(sun, 1)
+    assert read_manifest(str(tmp_path / 'pre' / 'data' / 'train.txt')) == sorted(official)
+    assert 'val_top1' not in json.loads((tmp_path / 'pre' / 'metrics.json').read_text())
     args = json.loads((tmp_path / 'pre' / 'args.json').read_text())
     assert args['init'].endswith('checkpoint.pth') and args['head_lr_mult'] == 10 and args['iters'] == 200
 
@@ -88,7 +92,7 @@ def test_scratch_network_follows_the_seed(toy, tmp_path):
     # --init scratch draws its weights from --seed: the same seed gives the same linear probe, another seed another
     def probe(seed, name):
         run('finetune.py', 'sun397', '--sun-root', os.path.join(toy['root'], 'SUN397'), '--init', 'scratch', '--arch',
-            'alexnet', *TINY[:6], '--mode', 'linear', '--seed', str(seed), '--out', str(tmp_path / name))
+            'alexnet', *TINY, '--mode', 'linear', '--seed', str(seed), '--out', str(tmp_path / name))
         r = transfer(tmp_path / name)
         return r['test_mean_class_acc'], r['val']  # the val scores of every L2 strength
     first = probe(0, 'a')
@@ -123,6 +127,8 @@ def test_bad_input(toy, pretrained, tmp_path):
         (['coarse-fine', '--init', ckpt], 'needs --subset'),
         (['knn', '--subset', toy['subset'], '--init', ckpt, '--lr', '0.1'], 'unrecognized arguments: --lr 0.1'),
         (['knn', '--subset', toy['subset'], '--init', 'scratch', '--arch', 'alexnet'], '--init scratch has none'),
+        (['sun397', '--sun-root', str(sun), '--init', ckpt, '--mode', 'linear', '--val-fraction', '0'],
+         '--mode linear chooses its L2 strength on a validation split'),
     ]
     for args, message in cases:
         out = tmp_path / 'out'

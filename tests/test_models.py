@@ -154,3 +154,22 @@ def test_library_errors_are_one_line(toy, tmp_path):
         assert p.returncode == 2 and 'Traceback' not in p.stderr, (args, p.stderr[-2000:])
         assert message in p.stderr.strip().splitlines()[-1], (args, p.stderr[-2000:])
         assert not out.exists(), args
+
+
+def test_caffe_alexnet_initialisation():
+    """bvlc_alexnet/train_val.prototxt's fillers, layer by layer; a narrower net scales the stds after conv1 by
+    1 / sqrt(width) (its fan-ins shrink by width)."""
+    torch.manual_seed(0)
+    for width in (1.0, 0.25):
+        net = get_model('alexnet', 1000, width=width, weight_init='caffe')
+        layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        want = [(0.01, 0.), (0.01, 0.1), (0.01, 0.), (0.01, 0.1), (0.01, 0.1), (0.005, 0.1), (0.005, 0.1), (0.01, 0.)]
+        for i, (m, (std, bias)) in enumerate(zip(layers, want)):
+            std = std if i == 0 else std / width ** 0.5
+            assert abs(m.weight.std().item() / std - 1) < 0.05 and abs(m.weight.mean().item()) < std / 10, (width, i)
+            assert torch.all(m.bias == bias), (width, i)
+    # torch's default stays available (--weight-init default), and is the only choice for other networks
+    default = get_model('alexnet', 10, weight_init='default')
+    assert default.features[0].bias.abs().max() > 0
+    with pytest.raises(models.UserError, match='--weight-init caffe'):
+        get_model('resnet18', 10, weight_init='caffe')

@@ -80,3 +80,24 @@ def test_sharded_validation_counts_each_image_once(toy):
         for _, labels in classification_loader(toy['root'], manifest, 7, False, crop=64, resize=72, shard_id=shard, num_shards=3):
             got.update(labels.tolist())
     assert got == want
+
+
+def test_caffe_warp_and_input_scale(toy):
+    """The paper's AlexNet input (models.input_spec('alexnet'), what train.py feeds it by default): every image
+    warped to 256 x 256 whatever its aspect ratio (Caffe's examples/imagenet), and pixels on the 0-255 scale minus
+    Caffe's mean, not divided by a std, so conv1 sees values from -122.7 to 255 - 104.0."""
+    import models
+    spec = models.input_spec('alexnet')
+    assert (spec['resize_mode'], spec['weight_init']) == ('warp', 'caffe')
+    manifest = os.path.join(toy['subset'], 'val.txt')
+    rows = read_manifest(manifest)
+    # crop = resize: the whole warped image, to compare with PIL's non-aspect-preserving resize
+    images, _ = next(iter(classification_loader(toy['root'], manifest, 16, False, crop=64, resize=64,
+                                                mean=spec['mean'], std=spec['std'], resize_mode='warp')))
+    mean = torch.tensor([122.679, 116.669, 104.007])
+    assert images.min() >= -122.7 and images.max() <= 255 - 104.0 and images.max() - images.min() > 150
+    for img, (path, _) in zip(images, rows):
+        im = Image.open(os.path.join(toy['root'], path)).convert('RGB')
+        assert im.size[0] != im.size[1], path  # the toy images are not square: warping changes their shape
+        ref = torch.from_numpy(np.asarray(im.resize((64, 64), Image.BILINEAR), dtype=np.float32)) - mean
+        assert (img.permute(1, 2, 0) - ref).abs().mean() < 1.0, path  # grey levels
