@@ -154,3 +154,18 @@ def test_bad_input_gets_one_line_error(toy, tmp_path):
         last = p.stderr.strip().splitlines()[-1]
         assert last.startswith(('error:', 'train.py: error:', 'subsets.py make: error:')) and message in last, (args, p.stderr)
         assert not os.path.exists(tmp_path / 'run'), 'a failed start must not leave a run directory'
+
+
+def test_runs_made_before_new_flags_keep_their_meaning(tmp_path):
+    """An args.json written before --mean/--std/--resize-mode/--weight-init existed ran with ImageNet's input, the
+    shorter-side resize and torch's initialisation: the same run resumes, and one with today's AlexNet defaults
+    (Caffe's) is another configuration, refused by name."""
+    import engine
+    import train
+    old = {'arch': 'alexnet', 'lr': 0.01}
+    (tmp_path / 'args.json').write_text(json.dumps(old))
+    same = {**old, **train.ADDED_LATER}
+    engine.check_run_dir(str(tmp_path), same, added=train.ADDED_LATER)  # no error
+    caffe = dict(same, resize_mode='warp', weight_init='caffe')
+    with pytest.raises(engine.UserError, match="--resize-mode 'shorter' -> 'warp', --weight-init 'default' -> 'caffe'"):
+        engine.check_run_dir(str(tmp_path), caffe, added=train.ADDED_LATER)
