@@ -140,6 +140,10 @@ def read_weights(path, arch=None):
     return {k.removeprefix('module.').removeprefix('_orig_mod.'): v for k, v in sd.items()}, src_args
 
 
+# The auxiliary classifiers of published Inception weights (torchvision's inception_v3, googlenet)
+AUX_HEADS = ('AuxLogits.', 'aux1.', 'aux2.')
+
+
 def load_init(model, sd, path):
     """Load the pre-trained state_dict `sd` (read from `path` by read_weights) into `model`, all but its last
     layer, which stays newly initialised.
@@ -160,9 +164,6 @@ def load_init(model, sd, path):
         extra = sorted(set(missing) - set(head_keys)) or unexpected
         raise UserError(f'{path} does not fit this network: {"missing" if sorted(missing) != head_keys else "unexpected"} '
                         f'key {extra[0]} (weights of another --arch?)')
-
-
-AUX_HEADS = ('AuxLogits.', 'aux1.', 'aux2.')
 
 
 # ----------------------------------------------------------------------------------------------------------
