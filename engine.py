@@ -223,11 +223,26 @@ def write_atomic(path, text):
 
 
 def trim_log(path, step):
-    """On resume, drop log records past the checkpoint: the resumed run writes them again."""
+    """On resume, drop log records past the checkpoint: the resumed run writes them again. A half-written last
+    line (a crash or a full disk mid-write) is dropped with a warning; a damaged line before it is an error
+    naming the file and line, since the records after it cannot be trusted either."""
     if not os.path.exists(path):
         return
     with open(path) as f:
-        keep = [line for line in f if json.loads(line).get('step', 0) <= step]
+        lines = f.readlines()
+    keep = []
+    for i, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError('not a record')
+        except ValueError:
+            if i == len(lines):
+                print(f'warning: {path}:{i} is a half-written record (an interrupted write); dropped', file=sys.stderr)
+                break
+            raise UserError(f'{path}:{i} is not a JSON record; move the file aside to resume (its records are lost)') from None
+        if rec.get('step', 0) <= step:
+            keep.append(line)
     write_atomic(path, ''.join(keep))
 
 

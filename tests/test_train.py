@@ -169,3 +169,16 @@ def test_runs_made_before_new_flags_keep_their_meaning(tmp_path):
     caffe = dict(same, resize_mode='warp', weight_init='caffe')
     with pytest.raises(engine.UserError, match="--resize-mode 'shorter' -> 'warp', --weight-init 'default' -> 'caffe'"):
         engine.check_run_dir(str(tmp_path), caffe, added=train.ADDED_LATER)
+
+
+def test_half_written_log_line_does_not_block_resume(tmp_path):
+    """A crash mid-write leaves half a record at the end of log.jsonl: resuming drops it (and the records past the
+    checkpoint) instead of stopping; a damaged record before the last is refused, naming the line."""
+    import engine
+    log = tmp_path / 'log.jsonl'
+    log.write_text('{"step": 50, "loss": 2.9}\n{"step": 100, "loss": 2.5}\n{"step": 150, "lo')
+    engine.trim_log(str(log), 100)
+    assert [json.loads(line)['step'] for line in log.read_text().splitlines()] == [50, 100]
+    log.write_text('{"step": 50, "lo\n{"step": 100, "loss": 2.5}\n')
+    with pytest.raises(engine.UserError, match='log.jsonl:1 is not a JSON record'):
+        engine.trim_log(str(log), 100)
