@@ -160,8 +160,16 @@ def main(args):
     engine.check_run_dir(args.out, args_dict, ignore=RESUME_MAY_CHANGE, added=ADDED_LATER)
     metrics_path, ckpt_path = os.path.join(args.out, 'metrics.json'), os.path.join(args.out, 'checkpoint.pth')
     if os.path.exists(metrics_path):
+        try:
+            with open(metrics_path) as f:
+                finished = json.load(f)
+            if not isinstance(finished, dict):
+                raise ValueError('not a record')
+        except (OSError, ValueError):
+            raise UserError(f'{metrics_path} is damaged (not a JSON record); delete it and run the same command: the '
+                            f'finished run is validated again from its last checkpoint') from None
         if is_main:
-            print(f'{args.out} is finished: {open(metrics_path).read().strip()}')
+            print(f'{args.out} is finished: {json.dumps(finished, sort_keys=True)}')
         return
     ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, args.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
     if ckpt is not None and len(ckpt['loader']) != world:
@@ -239,6 +247,10 @@ def main(args):
 
     step, epoch, metrics = fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, validate, train_mode, ckpt,
                                total, milestones, warmup, device, amp_dtype, rank, world)
+    if metrics is None:  # resumed from the final checkpoint (its metrics.json was lost): validate those weights
+        metrics, line = validate()
+        if is_main:
+            print(f'iteration {step}: {line}')
     if args.train_layers == 'head':  # the frozen layers really did not move
         changed = [k for k, v in raw_model.state_dict().items() if k in frozen and not torch.equal(v, frozen[k].to(v.device))]
         assert not changed, f'frozen weights changed: {changed[:3]}'

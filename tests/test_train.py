@@ -182,3 +182,19 @@ def test_half_written_log_line_does_not_block_resume(tmp_path):
     log.write_text('{"step": 50, "lo\n{"step": 100, "loss": 2.5}\n')
     with pytest.raises(engine.UserError, match='log.jsonl:1 is not a JSON record'):
         engine.trim_log(str(log), 100)
+
+
+def test_finished_run_with_damaged_or_lost_metrics(toy, tmp_path):
+    """A damaged metrics.json is refused in one line, never printed as a result; once it is deleted, the same
+    command validates the final checkpoint again and writes the same metrics."""
+    out = tmp_path / 'run'
+    args = train_args(toy, out, '--batch-size', '32', '--iters', '4', '--eval-every', '4', '--save-every', '4')
+    run(*args)
+    first = json.loads((out / 'metrics.json').read_text())
+    (out / 'metrics.json').write_text('{"step": 4, "val_to')
+    p = run(*args, check=False)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr
+    assert 'metrics.json is damaged' in p.stderr.strip().splitlines()[-1]
+    (out / 'metrics.json').unlink()
+    run(*args)
+    assert json.loads((out / 'metrics.json').read_text()) == first
