@@ -31,9 +31,9 @@ def toy(tmp_path_factory):
 
 
 # A narrow AlexNet at 96 px: the real network code at a size two CPU cores train in seconds, with the toy recipe's
-# torch initialisation and ImageNet input (experiments/common.py TOY_ALEXNET says why).
-TINY = ['--crop', '96', '--resize', '108', '--workers', '2', '--width', '0.25', '--weight-init', 'default',
-        '--mean', '0.485', '0.456', '0.406', '--std', '0.229', '0.224', '0.225', '--resize-mode', 'shorter']
+# torch initialisation and ImageNet input (experiments/common.py TOY_ALEXNET, the one list, says why).
+from experiments.common import TOY_ALEXNET  # noqa: E402
+TINY = ['--crop', '96', '--resize', '108', '--workers', '2', *TOY_ALEXNET]
 
 
 @pytest.fixture(scope='session')
