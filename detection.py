@@ -14,7 +14,6 @@ forward + backward is 3x torchvision's (its forward alone is 1.5x ours). On a GP
 Boxes are x1, y1, x2, y2 in pixels with py-faster-rcnn's inclusive "+1" convention: a box's width is x2 - x1 + 1
 (lib/utils/bbox.pyx bbox_overlaps, lib/nms/*), so [0, 0, 9, 9] is 10 x 10 pixels.
 """
-import copy
 import math
 
 import torch
@@ -509,15 +508,53 @@ def freeze(net, arch):
 
 # ---------------------------------------------------------------------------------------- R*CNN (actions)
 
-# R*CNN (Gkioxari et al. 2015, §3): secondary regions overlap the person box with IoU in [0.2, 0.75].
-SECONDARY_IOU = (0.2, 0.75)
+# R*CNN as its code trains it (Gkioxari et al. 2015; github.com/gkioxari/RstarCNN lib/fast_rcnn/config.py,
+# lib/roi_data_layer/minibatch.py, lib/fast_rcnn/test.py, models/*RstarCNN/train.prototxt):
+RSTAR = dict(primaries=15,  # TRAIN.BATCH_SIZE 30 RoIs over IMS_PER_BATCH 2 images, all foreground (FG_FRACTION 1)
+             fg_iou=0.5,  # TRAIN.FG_THRESH: a primary is any box with IoU >= 0.5 to a person (the person's own box too)
+             secondaries=10,  # TRAIN.CONTEXT_NUM_ROIS, drawn per primary (with replacement when fewer are available)
+             iou=(0.2, 0.75))  # TRAIN/TEST.IOU_LB, IOU_UB: a secondary region's IoU with its primary
+# The devkit's distractors ('other': a person doing none of the ten actions) are R*CNN's 11th class
+# (lib/datasets/pascal_voc.py _classes), trained like the actions and never scored.
+OTHER = 10
+
+
+def action_labels(actions):
+    """R*CNN's one label per person (pascal_voc.py _load_pascal_annotation): the first action flagged, in VOC's order,
+    and OTHER for a person with none. actions: [P, 10] 0/1 flags -> int64 [P]."""
+    actions = torch.as_tensor(actions)
+    first = actions.float().argmax(1)  # argmax returns the first of equal maxima
+    return torch.where(actions.any(1), first, torch.full_like(first, OTHER))
+
+
+def sample_rstar(persons, labels, regions):
+    """R*CNN's minibatch for one image (minibatch.py _sample_rois). Candidates are the person boxes and the regions;
+    up to 15 primaries among those with IoU >= 0.5 to a person, each labelled with that person's label and regressed
+    towards its box; for each primary, 10 secondaries drawn from the candidates whose IoU with it is in [0.2, 0.75]
+    (without replacement when there are more, with replacement when fewer); a primary without any is dropped.
+    Returns (primaries [N, 4], labels [N], box targets [N, 4] (encode / BOX_STDS), secondaries [N, 10, 4])."""
+    boxes = torch.cat([persons, regions])
+    best, arg = box_iou(boxes, persons).max(1)
+    prim = sample(best >= RSTAR['fg_iou'], RSTAR['primaries'])
+    iou = box_iou(boxes[prim], boxes)
+    ok = (iou >= RSTAR['iou'][0]) & (iou <= RSTAR['iou'][1])
+    keep, sec, k = [], [], RSTAR['secondaries']
+    for i in range(len(prim)):
+        cand = ok[i].nonzero().squeeze(1)
+        if len(cand):
+            pick = torch.randperm(len(cand), device=cand.device)[:k] if len(cand) > k else \
+                torch.randint(len(cand), (k,), device=cand.device)
+            keep.append(i)
+            sec.append(boxes[cand[pick]])
+    prim = prim[keep]
+    sec = torch.stack(sec) if sec else boxes.new_zeros(0, k, 4)
+    return boxes[prim], labels[arg[prim]], encode(boxes[prim], persons[arg[prim]], BOX_STDS), sec
 
 
 def grid_regions(height, width, fractions=(0.25, 0.4, 0.6, 0.85), ratios=(0.5, 1, 2), device=None):
-    """The candidate secondary regions of an image: a fixed multi-scale grid, boxes whose area is fraction^2 of
-    the shorter side squared at each aspect ratio (height / width), stepped by half a box. R*CNN took Selective
-    Search proposals; a grid is deterministic, needs no extra program, and its ~200 boxes cover every place
-    at every scale a prop can occupy."""
+    """Candidate regions without Selective Search (finetune.py --regions grid): a fixed multi-scale grid, boxes whose
+    area is fraction^2 of the shorter side squared at each aspect ratio (height / width), stepped by half a box.
+    Deterministic and free; about 200 boxes that cover every place at every scale a prop can occupy."""
     out = []
     short = min(height, width)
     for f in fractions:
@@ -530,43 +567,99 @@ def grid_regions(height, width, fractions=(0.25, 0.4, 0.6, 0.85), ratios=(0.5, 1
     return torch.cat(out)
 
 
+OPENCV_HINT = 'pip install opencv-contrib-python-headless (OpenCV\'s ximgproc module)'
+
+
+def opencv_selective_search():
+    """(cv2, its Selective Search factory), or a UserError that says how to install them."""
+    try:
+        import cv2
+        return cv2, cv2.ximgproc.segmentation.createSelectiveSearchSegmentation
+    except (ImportError, AttributeError):
+        raise UserError(f'--regions selective-search needs OpenCV with its contrib modules: {OPENCV_HINT}; '
+                        'or use --regions grid') from None
+
+
+def selective_search(path):
+    """Selective Search boxes of one image, [N, 4] int64 in VOC's 1-based inclusive pixels, as R*CNN read them from
+    its .mat files. R*CNN took Uijlings et al.'s MATLAB code in its fast mode (as R-CNN); this is OpenCV's
+    implementation of the same algorithm (ximgproc.segmentation, switchToSelectiveSearchFast)."""
+    cv2, make = opencv_selective_search()
+    cv2.setNumThreads(1)  # one image a process; the caller runs several processes
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f'OpenCV cannot decode {path}')
+    ss = make()
+    ss.setBaseImage(image)
+    ss.switchToSelectiveSearchFast()
+    xywh = torch.as_tensor(ss.process(), dtype=torch.int64).reshape(-1, 4)
+    boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:] - 1], 1) + 1
+    return torch.unique(boxes, dim=0)
+
+
 class RStarCNN(nn.Module):
-    """R*CNN (Gkioxari et al. 2015): the score of action a for a person is the primary region's (the person box)
-    plus the best secondary region's, score(a) = w_p.phi(primary) + max_s w_s.phi(s), over the candidate regions
-    whose IoU with the person box is in [0.2, 0.75]. Primary and secondary regions have their own fc6-fc7 (both
-    from the pre-trained network) and their own scoring layer. forward(images, im_info, persons) returns the
-    [persons, actions] scores of every person box of every image, in order."""
+    """R*CNN (Gkioxari et al. 2015): the score of class a for a person is its primary region's plus the best of its
+    secondary regions', score(a) = w_p.phi(primary) + max_s w_s.phi(s), softmax over the ten actions and 'other'.
+    Both regions go through the same fc6-fc7 (the prototxt shares fc6_w, fc7_w between them); each has its own
+    scoring layer, and the primary a class-specific box regressor (trained beside the action loss, unused at test).
+
+    forward(images, im_info, persons, regions, labels=None), per image: persons [P, 4], regions [R, 4] (both in the
+    resized image's pixels), labels [P] (action_labels). Training returns the losses (sample_rstar picks the
+    primaries and secondaries); test returns the [persons, 11] scores of every person box, in order, with the
+    person box as the primary and as secondaries every region in the IoU band (test.py)."""
 
     def __init__(self, backbone, head, head_channels, num_actions, stride=16, pool=6, roi_op='pool'):
         super().__init__()
-        self.backbone, self.stride, self.pool, self.roi_op = backbone, stride, pool, roi_op
-        self.primary, self.secondary = head, copy.deepcopy(head)
-        self.primary_score = nn.Linear(head_channels, num_actions)
-        self.secondary_score = nn.Linear(head_channels, num_actions)
-        for m in (self.primary_score, self.secondary_score):
-            nn.init.normal_(m.weight, std=0.01)
+        self.backbone, self.head, self.stride, self.pool, self.roi_op = backbone, head, stride, pool, roi_op
+        self.primary_score = nn.Linear(head_channels, num_actions + 1)  # + 'other'
+        self.secondary_score = nn.Linear(head_channels, num_actions + 1)
+        self.bbox_pred = nn.Linear(head_channels, 4 * (num_actions + 1))
+        for m, std in ((self.primary_score, 0.01), (self.secondary_score, 0.01), (self.bbox_pred, 0.001)):
+            nn.init.normal_(m.weight, std=std)  # the prototxt's fillers
             nn.init.zeros_(m.bias)
 
-    def forward(self, images, im_info, persons):
+    def features(self, feats, rois):
+        return self.head(pool_rois(feats, rois, self.pool, 1 / self.stride, self.roi_op))
+
+    def forward(self, images, im_info, persons, regions, labels=None):
         feats = self.backbone(images)
+        if labels is not None:
+            return self.losses(feats, persons, regions, labels)
         prim, sec, masks = [], [], []
-        for b, p in enumerate(persons):
-            h, w, _ = im_info[b].tolist()
-            regions = grid_regions(h, w, device=p.device)
-            iou = box_iou(p, regions)
-            ok = (iou >= SECONDARY_IOU[0]) & (iou <= SECONDARY_IOU[1])  # [P, R]
+        for b, (p, r) in enumerate(zip(persons, regions)):
+            iou = box_iou(p, r)
+            ok = (iou >= RSTAR['iou'][0]) & (iou <= RSTAR['iou'][1])  # [P, R]
             used = ok.any(0)  # only regions that are secondary for someone are pooled
             prim.append(torch.cat([p.new_full((len(p), 1), b), p], 1))
-            sec.append(torch.cat([p.new_full((int(used.sum()), 1), b), regions[used]], 1))
+            sec.append(torch.cat([p.new_full((int(used.sum()), 1), b), r[used]], 1))
             masks.append(ok[:, used])
-        scores = self.primary_score(self.primary(pool_rois(feats, torch.cat(prim), self.pool, 1 / self.stride, self.roi_op)))
-        s = self.secondary_score(self.secondary(pool_rois(feats, torch.cat(sec), self.pool, 1 / self.stride, self.roi_op))).float()
+        scores = self.primary_score(self.features(feats, torch.cat(prim))).float()
+        s = self.secondary_score(self.features(feats, torch.cat(sec))).float()
         out, start = [], 0
         for m in masks:
             mine = s[start:start + m.shape[1]]  # [R, A]
             start += m.shape[1]
             best = mine[None].masked_fill(~m[..., None], float('-inf')).amax(1) if m.shape[1] else None
-            # a person with no candidate in the IoU band is scored by its own region alone
+            # a person with no region in the IoU band is scored by its own box alone (test.py)
             out.append(torch.zeros(len(m), s.shape[1], device=s.device) if best is None else
                        torch.where(torch.isinf(best), 0., best))
-        return scores.float() + torch.cat(out)
+        return scores + torch.cat(out)
+
+    def losses(self, feats, persons, regions, labels):
+        """Softmax loss of the summed scores and smooth L1 (sigma 1) on the primaries' class-specific deltas, each
+        averaged over the primaries (SoftmaxWithLoss, SmoothL1Loss; loss_weight 1 each)."""
+        prim, lab, tgt, sec = [], [], [], []
+        for b, (p, r, y) in enumerate(zip(persons, regions, labels)):
+            pb, yb, tb, sb = sample_rstar(p, y, r)
+            prim.append(torch.cat([pb.new_full((len(pb), 1), b), pb], 1))
+            sec.append(torch.cat([sb.new_full((*sb.shape[:2], 1), b), sb], 2).reshape(-1, 5))
+            lab.append(yb)
+            tgt.append(tb)
+        prim, lab, tgt, sec = torch.cat(prim), torch.cat(lab), torch.cat(tgt), torch.cat(sec)
+        if not len(prim):  # no person with a secondary region in the batch: nothing to learn, a zero loss
+            return {'cls': feats.sum() * 0, 'box': feats.sum() * 0}
+        h = self.features(feats, prim)
+        s = self.secondary_score(self.features(feats, sec)).float().reshape(len(prim), RSTAR['secondaries'], -1)
+        scores = self.primary_score(h).float() + s.amax(1)
+        deltas = self.bbox_pred(h).float().reshape(len(prim), -1, 4)[torch.arange(len(prim)), lab]
+        return {'cls': F.cross_entropy(scores, lab), 'box': smooth_l1(deltas - tgt, 1.0).sum() / len(prim)}

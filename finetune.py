@@ -25,12 +25,14 @@ initialisation, the baseline of He et al. 2019). Any train.py flag (--lr, --iter
 --label-smoothing, ...) is passed on to the training of `finetune` and `last`.
 """
 import argparse
+import hashlib
 import json
 import os
 import random
 import shutil
 import sys
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -40,7 +42,8 @@ import train
 from data_dali import classification_loader, detection_loader
 from datasets import (IMAGE_EXTS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_sun397, read_tsv, read_voc_actions,
                       read_voc_detection, write_manifest)
-from detection import FasterRCNN, RStarCNN, freeze, split_classifier
+from detection import (FasterRCNN, RStarCNN, action_labels, freeze, grid_regions, opencv_selective_search,
+                       selective_search, split_classifier)
 from engine import UserError
 from eval.metrics import action_ap, detection_ap, knn, mean_ap, mean_class_accuracy, per_class_counts, topk_hits
 import models
@@ -102,6 +105,11 @@ def get_args_parser():
     voc.add_argument('--roi-op', default=None, choices=('pool', 'align'),
                      help='RoI features: pool (RoI max pooling, py-faster-rcnn; the default for AlexNets) or align '
                           '(RoIAlign, Detectron; the default for ResNets)')
+    voc.add_argument('--regions', default='selective-search', choices=('selective-search', 'grid'),
+                     help='voc12-action: candidate regions of R*CNN, Selective Search (R*CNN; OpenCV\'s, computed once per '
+                          'image and cached) or a fixed multi-scale grid (no OpenCV, no precomputation)')
+    voc.add_argument('--regions-cache', default=None,
+                     help='where Selective Search boxes are cached (default: selective_search/ beside the run directory)')
     voc.add_argument('--anchor-scales', type=int, nargs='+', default=[8, 16, 32],
                      help='anchor sizes in units of the 16 px stride: 128, 256, 512 px (py-faster-rcnn)')
     cf = p.add_argument_group('coarse-fine')
@@ -340,10 +348,8 @@ def region_data(args):
         # py-faster-rcnn trains without the difficult objects (pascal_voc.py, use_diff False)
         train_recs = [dict(r, boxes=r['boxes'][~r['difficult']], labels=r['labels'][~r['difficult']]) for r in train_recs]
     else:
+        # every person trains, those doing none of the ten actions as R*CNN's 11th class (detection.action_labels)
         train_recs, test_recs = read_voc_actions(root, train_set), read_voc_actions(root, test_set)
-        # a person with no action flag (VOC's 'other') has no target for the softmax; it is still tested
-        train_recs = [dict(r, boxes=r['boxes'][r['actions'].any(1)], actions=r['actions'][r['actions'].any(1)])
-                      for r in train_recs]
     kept = [r for r in train_recs if len(r['boxes'])]  # py-faster-rcnn filter_roidb: images with nothing to learn
     if not kept:
         raise UserError(f'{root}/ImageSets ({train_set}) lists no image with a usable box')
@@ -352,20 +358,74 @@ def region_data(args):
     return root, VOC_CLASSES if det else VOC_ACTIONS, kept, test_recs
 
 
+def _selective_search_to(path, dest):
+    """One image's Selective Search boxes into the cache (a worker process; the file appears whole or not at all)."""
+    boxes = selective_search(path).numpy()
+    np.save(dest + '.tmp.npy', boxes)
+    os.replace(dest + '.tmp.npy', dest)
+
+
+def with_regions(root, records, cache, workers):
+    """The records with their Selective Search boxes appended to 'boxes' after the persons ('persons': how many
+    come first), so the detection loader scales and mirrors both alike. R*CNN read precomputed boxes from .mat files;
+    here each image's are computed once (OpenCV, `workers` processes) and kept as CACHE/<image id>.npy, shared by
+    every run of the same VOC folder."""
+    opencv_selective_search()  # before any work: says how to install OpenCV if it is missing
+    os.makedirs(cache, exist_ok=True)
+    todo = sorted({(r['id'], r['path']) for r in records if not os.path.exists(os.path.join(cache, f'{r["id"]}.npy'))})
+    if todo:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        # spawn: the workers must not inherit this process's torch thread pools (fork after torch can deadlock)
+        with ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context('spawn')) as pool:
+            jobs = [pool.submit(_selective_search_to, os.path.join(root, rel), os.path.join(cache, f'{i}.npy'))
+                    for i, rel in todo]
+            for job in tqdm(jobs, desc=f'Selective Search -> {cache}', disable=not sys.stderr.isatty()):
+                job.result()
+    print(f'Selective Search: {len(todo)} images computed, {len({r["id"] for r in records}) - len(todo)} cached in {cache}')
+    out = []
+    for r in records:
+        path = os.path.join(cache, f'{r["id"]}.npy')
+        try:
+            regions = np.load(path).reshape(-1, 4)
+        except (OSError, ValueError) as e:
+            raise UserError(f'{path}: unreadable cached regions ({e}); delete it to compute it again') from None
+        w, h = r['size']
+        if len(regions) and (regions.min() < 1 or (regions[:, 2] > w).any() or (regions[:, 3] > h).any()):
+            raise UserError(f'{path}: boxes outside the {w}x{h} image {r["path"]}; the cache holds another image\'s '
+                            'regions: delete it to compute them again')
+        out.append(dict(r, boxes=np.concatenate([r['boxes'], regions]), persons=len(r['boxes'])))
+    return out
+
+
+def split_regions(boxes, info, persons, grid):
+    """(persons, regions) of a batch: the first `persons` boxes of each image, and the Selective Search boxes
+    after them or, with grid, detection.grid_regions of the resized image."""
+    if grid:
+        return boxes, [grid_regions(h, w, device=b.device) for b, (h, w, _) in zip(boxes, info.tolist())]
+    return [b[:n] for b, n in zip(boxes, persons)], [b[n:] for b, n in zip(boxes, persons)]
+
+
 @torch.no_grad()
-def test_regions(model, loader, records, names, det, device, amp_dtype):
+def test_regions(model, loader, records, names, det, device, amp_dtype, grid=False):
     """Per-class AP (%) and the PR curves of a detector (VOC07 11-point AP, py-faster-rcnn's test_net + voc_eval)
-    or of an action classifier (VOC action AP, all points, every listed person scored)."""
+    or of an action classifier (VOC action AP, all points, every listed person scored by its softmax over the
+    actions and 'other', R*CNN's test.py)."""
     model.eval()
     found = [None] * len(records)
     for images, boxes, info, idx in tqdm(loader, desc='test', leave=False, disable=not sys.stderr.isatty()):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-            out = model(images.to(device), info) if det else model(images.to(device), info, [b.to(device) for b in boxes])
+            if det:
+                out = model(images.to(device), info)
+            else:
+                persons, regions = split_regions([b.to(device) for b in boxes], info,
+                                                 [records[i].get('persons', 0) for i in idx], grid)
+                out = model(images.to(device), info, persons, regions)
         if det:  # back to the original image, and from 0-based to VOC's 1-based pixels (py-faster-rcnn's results files)
             for (bx, sc, lb), i, inf in zip(out, idx, info):
                 found[i] = (bx.cpu() / inf[2] + 1, sc.cpu(), lb.cpu())
         else:
-            scores = out.softmax(1).cpu().split([len(b) for b in boxes])
+            scores = out.float().softmax(1)[:, :len(names)].cpu().split([len(p) for p in persons])
             for sc, i in zip(scores, idx):
                 found[i] = sc
     if det:
@@ -420,20 +480,31 @@ def region_task(args, rest):
     targs.anchor_scales, targs.train_set, targs.test_set = args.anchor_scales, args.train_set, args.test_set
     # py-faster-rcnn pools RoIs by max pooling (ROIPooling, the AlexNet-era detectors); Detectron's ResNet C4 by RoIAlign
     args.roi_op = targs.roi_op = args.roi_op or ('pool' if args.arch.startswith('alexnet') else 'align')
-    # py-faster-rcnn's prototxts decay biases (no decay_mult, so 1) while giving them 2x lr; bvlc_alexnet does not
-    targs.bias_decay = True
+    # py-faster-rcnn's prototxts decay biases (no decay_mult, so 1) while giving them 2x lr; R*CNN's (decay_mult 0)
+    # and bvlc_alexnet's do not
+    targs.bias_decay = det
+    if not det:
+        targs.regions = args.regions
     args_dict = dict(vars(targs))
     rank, world, _, device = engine.init_distributed()
     if world > 1:
         raise UserError(f'{args.task} runs in one process (as py-faster-rcnn); run seeds side by side instead')
     # region runs made before these arguments existed used RoIAlign and no bias decay
+    # Older region runs: RoIAlign, biases without decay; older R*CNN runs: a grid, no 'other' class and no box loss
     engine.check_run_dir(out, args_dict, ignore=train.RESUME_MAY_CHANGE,
-                         added={**train.ADDED_LATER, 'roi_op': 'align', 'bias_decay': False})
+                         added={**train.ADDED_LATER, 'roi_op': 'align', 'bias_decay': False,
+                                'regions': 'grid (R*CNN before issue 15)'})
     metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
     if os.path.exists(metrics_path):
         print(f'{out} is finished: {open(metrics_path).read().strip()}')
         return out, None if os.path.exists(os.path.join(out, 'transfer.json')) else json.load(open(metrics_path))
     ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, targs.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
+    grid = not det and args.regions == 'grid'
+    if not det and not grid:
+        cache = args.regions_cache or os.path.join(os.path.dirname(os.path.abspath(out)), 'selective_search')
+        # another VOC folder (the toy one, a copy) never shares an image id's boxes
+        cache = os.path.join(cache, f'{os.path.basename(root)}-{hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:10]}')
+        train_recs, test_recs = (with_regions(root, r, cache, targs.workers) for r in (train_recs, test_recs))
 
     backbone, head, channels, head_channels, stride, pool = split_classifier(net)
     # From scratch means from scratch (He et al. 2019): nothing frozen, the norm layers train. Pre-trained layers are
@@ -470,6 +541,9 @@ def region_task(args, rest):
           f'{len(train_recs)} train / {len(test_recs)} test images, batch {targs.batch_size}, lr {targs.lr} '
           f'(milestones {milestones}), {total} iterations = {total / len(train_loader):.1f} epochs, {amp} autocast')
     params = list(model.parameters())
+    if not det:
+        print(f'R*CNN: {args.regions} regions, {sum(len(r["actions"]) for r in train_recs)} training persons '
+              f'({sum(int((r["actions"].sum(1) == 0).sum()) for r in train_recs)} of them \'other\')')
     print(f'RoI {args.roi_op}; trainable parameters: {sum(p.numel() for p in params if p.requires_grad)} of '
           f'{sum(p.numel() for p in params)} (init {args.init})')
     if ckpt is not None:
@@ -481,14 +555,14 @@ def region_task(args, rest):
         if det:
             targets = [(b, torch.as_tensor(train_recs[i]['labels'], device=device)) for b, i in zip(boxes, idx)]
             return sum(model(images, info, targets).values())
-        # R*CNN: softmax over actions; a person with several actions shares the target among them
-        t = torch.cat([torch.as_tensor(train_recs[i]['actions']) for i in idx]).float().to(device)
-        return F.cross_entropy(model(images, info, boxes).float(), t / t.sum(1, keepdim=True))
+        persons, regions = split_regions(boxes, info, [train_recs[i].get('persons', 0) for i in idx], grid)
+        labels = [action_labels(train_recs[i]['actions']).to(device) for i in idx]
+        return sum(model(images, info, persons, regions, labels).values())
 
     curves = []
 
     def validate():
-        m, c = test_regions(model, test_loader, test_recs, names, det, device, amp_dtype)
+        m, c = test_regions(model, test_loader, test_recs, names, det, device, amp_dtype, grid)
         curves[:] = c
         return m, f'test mAP {m["mAP"]:.2f} ({m["n"]} images)'
 

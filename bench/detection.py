@@ -47,7 +47,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -58,7 +57,8 @@ import toydata  # noqa: E402
 from bench.common import cpu_description, git_sha, gpu_description, record  # noqa: E402
 from data_dali import detection_loader  # noqa: E402
 from datasets import VOC_ACTIONS, VOC_CLASSES  # noqa: E402
-from detection import FasterRCNN, RStarCNN, freeze, split_classifier  # noqa: E402
+from detection import FasterRCNN, RStarCNN, action_labels, freeze, split_classifier  # noqa: E402
+from finetune import split_regions  # noqa: E402
 from models import get_model  # noqa: E402
 
 SECTION = '## Detection: training and test speed'  # not a prefix of '## Detection ops': record() finds sections by substring
@@ -155,14 +155,17 @@ def step(kind, model, optimizer, batch, records, train, device, amp_dtype):
     images, boxes = images.to(device, non_blocking=True), [b.to(device) for b in boxes]
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32), \
             torch.set_grad_enabled(train):
-        if not train:
-            return model(images, info) if kind == 'faster-rcnn' else model(images, info, boxes)
         if kind == 'faster-rcnn':
+            if not train:
+                return model(images, info)
             targets = [(b, torch.as_tensor(records[i]['labels'], device=device)) for b, i in zip(boxes, idx)]
             loss = sum(model(images, info, targets).values())
-        else:
-            t = torch.cat([torch.as_tensor(records[i]['actions']) for i in idx]).float().to(device)
-            loss = F.cross_entropy(model(images, info, boxes).float(), t / t.sum(1, keepdim=True))
+        else:  # the grid's regions (--regions grid): Selective Search is computed once, before training
+            persons, regions = split_regions(boxes, info, None, grid=True)
+            if not train:
+                return model(images, info, persons, regions)
+            labels = [action_labels(records[i]['actions']).to(device) for i in idx]
+            loss = sum(model(images, info, persons, regions, labels).values())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -198,6 +198,21 @@ def test_voc12_reader_keeps_the_devkit_object_index(tmp_path):
     assert rows[0]['actions'].tolist() == [[int(a == 'phoning') for a in VOC_ACTIONS], [0] * 10]  # 'other': no action
 
 
+def test_rstar_trains_the_other_persons(tmp_path):
+    # R*CNN trains every person, those doing none of the ten actions as its 11th class 'other' (RstarCNN
+    # lib/datasets/pascal_voc.py); they are never scored
+    import argparse
+    from detection import OTHER, action_labels
+    from finetune import region_data
+    phoning = {a: int(a == 'phoning') for a in sorted(VOC_ACTIONS + ('other',))}
+    other = {a: int(a == 'other') for a in sorted(VOC_ACTIONS + ('other',))}
+    voc12_tree(tmp_path / 'VOC2012', [_person(phoning), _person(other, (1, 1, 80, 100))])
+    args = argparse.Namespace(task='voc12-action', voc=str(tmp_path), train_set='train', test_set='train')
+    _, names, train, _ = region_data(args)
+    assert len(names) == 10 and train[0]['boxes'].tolist() == [[10, 20, 60, 90], [1, 1, 80, 100]]
+    assert action_labels(train[0]['actions']).tolist() == [VOC_ACTIONS.index('phoning'), OTHER]
+
+
 @pytest.mark.parametrize('what', ['no annotation', 'no jpeg', 'box outside', 'action missing', 'flag 2', 'not a person'])
 def test_voc12_reader_names_the_file(tmp_path, what):
     flags = {a: int(a == 'reading') for a in VOC_ACTIONS}
