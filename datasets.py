@@ -97,6 +97,49 @@ def scan_imagenet(root):
     return rows
 
 
+def scan_lists(root, train_list, train_images, val_list=None, val_images=None):
+    """[(split, relpath, class)] from official list files, `<image path> <label>` a line, as Places205
+    (`trainvalsplit_places205/train_places205.csv`: `a/abbey/00000001.jpg 0`) and Places365
+    (`places365_train_standard.txt`: `/a/airfield/00000001.jpg 0`, whose images are under data_256/) ship them.
+    An image path is relative to `*_images` (default: the list's folder). A training image's class is its folder
+    ('a/airfield'); a val list may be flat (`Places365_val_00000001.jpg 0`) and takes its classes from the
+    training list's labels. relpaths are relative to ROOT. Every listed image must exist."""
+    if not os.path.isdir(root):
+        raise UserError(f'image root not found: {root}')
+    names, rows = {}, []
+    for split, path, images in (('train', train_list, train_images), ('val', val_list, val_images)):
+        if path is None:
+            continue
+        images = images or os.path.dirname(os.path.abspath(path))
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise UserError(f'cannot read the list file {path}: {e.strerror}') from None
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise UserError(f'{path}:{i}: expected "<image path> <integer label>", got {line.strip()[:80]!r}')
+            rel, label = parts[0].lstrip('/'), int(parts[1])
+            full = os.path.join(images, rel)
+            if not rel.lower().endswith(IMAGE_EXTS) or not os.path.isfile(full):
+                raise UserError(f'{path}:{i}: image not found: {full}')
+            if split == 'train':
+                cls = os.path.dirname(rel)
+                if not cls:
+                    raise UserError(f'{path}:{i}: {rel} is in no class folder; a training list names <class>/<image>')
+                if names.setdefault(label, cls) != cls:
+                    raise UserError(f'{path}:{i}: label {label} is {cls!r} here and {names[label]!r} before')
+            elif label not in names:
+                raise UserError(f'{path}:{i}: label {label} is not in the training list {train_list}')
+            rows.append((split, safe_relpath(os.path.relpath(full, root), f'{path}:{i}'), names[label]))
+    if not rows:
+        raise UserError(f'{train_list} lists no image')
+    return rows
+
+
 def safe_relpath(rel, where):
     """`rel` if it stays inside its data root; a UserError naming `where` (file:line) otherwise. A manifest or
     partition file may come from someone else: '..' or an absolute path must not reach outside the root."""

@@ -361,8 +361,9 @@ def region_data(args):
 def _selective_search_to(path, dest):
     """One image's Selective Search boxes into the cache (a worker process; the file appears whole or not at all)."""
     boxes = selective_search(path).numpy()
-    np.save(dest + '.tmp.npy', boxes)
-    os.replace(dest + '.tmp.npy', dest)
+    tmp = f'{dest}.{os.getpid()}.tmp.npy'  # two runs may fill one cache at once
+    np.save(tmp, boxes)
+    os.replace(tmp, dest)
 
 
 def with_regions(root, records, cache, workers):

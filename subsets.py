@@ -39,21 +39,25 @@ import time
 import warnings
 from collections import defaultdict
 
-from datasets import ilsvrc_classes, read_tsv, safe_relpath, scan_imagenet
+from datasets import ilsvrc_classes, read_tsv, safe_relpath, scan_imagenet, scan_lists
 from engine import UserError, run_main, write_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KINDS = ('full', 'classes', 'taxonomy', 'pascal-removed', 'split', 'list')
 METHODS = ('bottom-up', 'top-down')
 WNID = re.compile(r'^n\d{8}$')
+# an index's class: an ILSVRC wnid, or any data set's class name (a folder name, Places' 'a/airfield')
+CLASS = re.compile(r'^[^\s]+$')
 
 
 # ----------------------------------------------------------------------------------------------------------
 # The index: one scan of the image folders, reused by every `make`
 
 
-def write_index(root, out):
-    rows = scan_imagenet(root)
+def write_index(root, out, lists=None):
+    """ROOT's images as OUT/index.tsv: ILSVRC's layout or any class folders (scan_imagenet), or official list files
+    (lists: (train list, its image folder, val list, its image folder), datasets.scan_lists)."""
+    rows = scan_lists(root, *lists) if lists else scan_imagenet(root)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, 'index.tsv')
     # The root is recorded so that manifests made from this index know where their images live.
@@ -77,8 +81,8 @@ def read_index(path):
                 continue
             r = tuple(line.rstrip('\n').split('\t'))
             # An index may have been edited or come from elsewhere: every row must be a real one.
-            if len(r) != 3 or r[0] not in ('train', 'val') or not WNID.match(r[2]):
-                raise UserError(f'{path}:{i}: expected "train|val<TAB>relative/path<TAB>wnid", got {line.strip()[:80]!r}')
+            if len(r) != 3 or r[0] not in ('train', 'val') or not CLASS.match(r[2]):
+                raise UserError(f'{path}:{i}: expected "train|val<TAB>relative/path<TAB>class", got {line.strip()[:80]!r}')
             safe_relpath(r[1], f'{path}:{i}')
             rows.append(r)
     return first[1], rows
@@ -637,8 +641,15 @@ def write_paper(args):
 def get_args_parser():
     p = argparse.ArgumentParser(description='Build the index and the subset manifests of the paper.')
     sub = p.add_subparsers(dest='cmd', required=True)
-    i = sub.add_parser('index', help='scan ROOT/train and ROOT/val once and write DIR/index.tsv')
-    i.add_argument('--imagenet', required=True, help='image root holding train/ and val/')
+    i = sub.add_parser('index', help='scan ROOT/train and ROOT/val once (or read list files) and write DIR/index.tsv')
+    i.add_argument('--imagenet', '--root', dest='imagenet', required=True,
+                   help='image root: ILSVRC-2012\'s train/ and val/, or any data set of class folders ROOT/train/<class>/ '
+                        '(and ROOT/val/<class>/); with --train-list, the folder its paths are relative to')
+    i.add_argument('--train-list', default=None,
+                   help='an official list file, "<image> <label>" a line, e.g. Places365\'s places365_train_standard.txt')
+    i.add_argument('--train-images', default=None, help='folder the --train-list paths start from (default: the list\'s folder)')
+    i.add_argument('--val-list', default=None, help='its validation list, e.g. places365_val.txt (optional)')
+    i.add_argument('--val-images', default=None, help='folder the --val-list paths start from (default: the list\'s folder)')
     i.add_argument('--out', default='subsets', help='folder for index.tsv (and, by default, the subsets)')
 
     common = argparse.ArgumentParser(add_help=False)
@@ -688,7 +699,10 @@ def print_taxonomies():
 
 def main(args):
     if args.cmd == 'index':
-        path, rows = write_index(args.imagenet, args.out)
+        if (args.val_list or args.train_images or args.val_images) and not args.train_list:
+            raise UserError('--val-list, --train-images and --val-images go with --train-list')
+        lists = (args.train_list, args.train_images, args.val_list, args.val_images) if args.train_list else None
+        path, rows = write_index(args.imagenet, args.out, lists)
         n_train = sum(r[0] == 'train' for r in rows)
         n_classes = len({r[2] for r in rows})
         print(f'indexed {n_train} train + {len(rows) - n_train} val images of {n_classes} classes -> {path}')

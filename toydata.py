@@ -241,6 +241,33 @@ def write_sun397(out, per_class, n_train, n_test, splits, seed):
     return len(SCENES) * per_class
 
 
+def write_places(out, n_train, n_val, seed):
+    """A toy Places (Table 3's scene pre-training) in Places365-Standard's layout, with the toy SUN397's scene
+    categories drawn afresh: OUT/Places365/data_256/<letter>/<category>/NNNNNNNN.jpg listed in
+    places365_train_standard.txt (`/a/aquarium/00000001.jpg 0`), flat val_256/Places365_val_NNNNNNNN.jpg listed
+    in places365_val.txt (`Places365_val_00000001.jpg 0`), and categories_places365.txt (`/a/aquarium 0`)."""
+    root = os.path.join(out, 'Places365')
+    cats = sorted(SCENES)
+    train, val = [], []
+    for label, scene in enumerate(cats):
+        os.makedirs(os.path.join(root, 'data_256') + scene[0], exist_ok=True)
+        for i in range(n_train + n_val):
+            img = draw_scene(scene, random.Random(f'{seed}/places/{scene[0]}/{i}'))
+            if i < n_train:
+                rel = f'{scene[0]}/{i + 1:08d}.jpg'
+                img.save(os.path.join(root, 'data_256') + rel, quality=90)
+                train.append(f'{rel} {label}')
+            else:
+                name = f'Places365_val_{len(val) + 1:08d}.jpg'
+                os.makedirs(os.path.join(root, 'val_256'), exist_ok=True)
+                img.save(os.path.join(root, 'val_256', name), quality=90)
+                val.append(f'{name} {label}')
+    _write_lines(os.path.join(root, 'places365_train_standard.txt'), train)
+    _write_lines(os.path.join(root, 'places365_val.txt'), val)
+    _write_lines(os.path.join(root, 'categories_places365.txt'), [f'{scene[0]} {k}' for k, scene in enumerate(cats)])
+    return len(train), len(val)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Toy PASCAL VOC: VOCdevkit/VOC2007 (detection) and VOCdevkit/VOC2012 (action classification), in the devkit's layout
 
@@ -573,6 +600,8 @@ def get_args_parser():
     p.add_argument('--sun-train', type=int, default=20, help='training images per category in each split')
     p.add_argument('--sun-test', type=int, default=20, help='test images per category in each split')
     p.add_argument('--sun-splits', type=int, default=2, help='number of train/test splits (SUN397 has 10)')
+    p.add_argument('--places-train', type=int, default=30, help='toy Places images per category in the training list (0: no toy Places)')
+    p.add_argument('--places-val', type=int, default=10, help='toy Places images per category in the val list')
     p.add_argument('--voc07-trainval', type=int, default=200, help='toy VOC 2007 trainval images (0 with --voc07-test 0: no toy VOC 2007)')
     p.add_argument('--voc07-test', type=int, default=200, help='toy VOC 2007 test images')
     p.add_argument('--voc12-per-action', type=int, default=20,
@@ -588,7 +617,9 @@ def main(args):
         sys.exit('error: --voc07-trainval, --voc07-test and --voc12-per-action must be >= 0')
     if args.sun_per_class and args.sun_train + args.sun_test > args.sun_per_class:
         sys.exit(f'error: --sun-train + --sun-test ({args.sun_train + args.sun_test}) exceed --sun-per-class {args.sun_per_class}')
-    for split in ('train', 'val', 'SUN397', 'VOCdevkit'):
+    if min(args.places_train, args.places_val) < 0:
+        sys.exit('error: --places-train and --places-val must be >= 0')
+    for split in ('train', 'val', 'SUN397', 'VOCdevkit', 'Places365'):
         if os.path.isdir(os.path.join(args.out, split)) and os.listdir(os.path.join(args.out, split)):
             sys.exit(f'error: {os.path.join(args.out, split)} already holds files; remove it or pick another --out')
     with open(os.path.join(HERE, 'meta', 'ilsvrc2012_classes.tsv')) as f:
@@ -601,6 +632,9 @@ def main(args):
     if args.sun_per_class:
         n = write_sun397(args.out, args.sun_per_class, args.sun_train, args.sun_test, args.sun_splits, args.seed)
         print(f'wrote a toy SUN397 of {n} images in {len(SCENES)} categories, {args.sun_splits} splits, to {args.out}/SUN397')
+    if args.places_train:
+        n_train, n_val = write_places(args.out, args.places_train, args.places_val, args.seed)
+        print(f'wrote a toy Places of {n_train} train + {n_val} val images in {len(SCENES)} categories to {args.out}/Places365')
     if args.voc07_trainval or args.voc07_test:
         n = write_voc07(args.out, args.voc07_trainval, args.voc07_test, args.seed)
         print(f'wrote a toy VOC 2007 of {n.get("trainval", 0)} trainval ({n.get("train", 0)} train + {n.get("val", 0)} val) '

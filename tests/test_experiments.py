@@ -55,6 +55,25 @@ def test_dry_run_prints_commands_and_gpu_hours(tmp_path):
     assert not os.path.exists(tmp_path / 'p')
 
 
+def test_table3_plans_places_and_toy_recipe_lengths(tmp_path):
+    import table3_pascal_removed
+    places = tmp_path / 'Places365'
+    places.mkdir()
+    (places / 'places365_train_standard.txt').write_text('')  # the plan looks for it; the index step reads it
+    c, steps = common.build(['--toy', '--places', str(places), '--out', str(tmp_path)], table3_pascal_removed.plan)
+    index = next(s for s in steps if s['kind'] == 'index' and 'subsets-places' in s['out'])
+    assert index['cmd'][index['cmd'].index('--train-list') + 1] == str(places / 'places365_train_standard.txt')
+    pre = next(s for s in steps if s['kind'] == 'pretrain' and 'places-alexnet-s0' in s['out'])
+    assert pre['needs'] == [os.path.join(str(tmp_path), 'subsets-places', 'places')]
+    assert [r['label'] for r in c.plans[0].rows] == ['toy ImageNet (20 classes)', 'PASCAL removed (8 classes)', 'toy Places (8 scenes)']
+    assert c.plans[0].rows[2]['paper_as'] == 'Places (205 scenes)'
+    # each toy pre-training runs TOY_EPOCHS over its subset, at least TOY_MIN_ITERS iterations
+    iters = {os.path.basename(s['out']): int(common.flag(s['cmd'], '--iters')) for s in steps if s['kind'] == 'pretrain'}
+    assert iters == {'full-alexnet-s0': round(55 * 1200 / 32), 'pascal-removed-alexnet-s0': round(55 * 480 / 32),
+                     'places-alexnet-s0': 500}
+    assert 'subsets-places' not in str(common.build(['--toy', '--out', str(tmp_path)], table3_pascal_removed.plan)[1])
+
+
 def test_shared_runs_are_declared_once(tmp_path):
     c, steps = common.build(['--toy', '--out', str(tmp_path)], *[m.plan for m in paper.SCRIPTS])
     keys = [s['key'] for s in steps]
@@ -145,7 +164,7 @@ def test_other_configuration_in_a_run_dir_is_an_error(toy, tmp_path):
     # a subset folder made as another kind
     (out / 'subsets' / 'pascal-removed').mkdir(parents=True)
     (out / 'subsets' / 'pascal-removed' / 'meta.json').write_text(json.dumps({'kind': 'full', 'params': {}, 'seed': None}))
-    iters, lr = (float(common.flag(common.TOY_PRETRAIN, f)) for f in ('--iters', '--lr'))  # the plan's own configuration
+    iters, lr = (float(common.flag(common.toy_pretrain(1200), f)) for f in ('--iters', '--lr'))  # the plan's own
     (run_dir / 'args.json').write_text(json.dumps({'arch': 'alexnet', 'iters': iters, 'lr': lr, 'seed': 0, 'workers': 1}))
     p = script('table3_pascal_removed', *base, check=False)
     assert p.returncode == 2 and "kind: 'full' there, 'pascal-removed' in the plan" in p.stderr

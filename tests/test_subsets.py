@@ -4,6 +4,7 @@ import argparse
 import filecmp
 import json
 import os
+import shutil
 
 import pytest
 
@@ -259,3 +260,52 @@ def test_toy_subsets_train(toy, tmp_path, capsys):
         '--batch-size', '32', '--iters', '10', '--eval-every', '10', '--save-every', '10', '--log-every', '5', '--lr', '0.01')
     metrics = json.load(open(tmp_path / 'run' / 'metrics.json'))
     assert metrics['step'] == 10 and metrics['val_n'] == 400
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Any data set of that shape pre-trains like ImageNet: class folders, or official list files (Places)
+
+
+def test_class_folder_and_list_file_index(tmp_path):
+    run('toydata.py', '--out', str(tmp_path / 'd'), '--train-per-class', '1', '--val-per-class', '1', '--sun-per-class', '0',
+        '--voc07-trainval', '0', '--voc07-test', '0', '--voc12-per-action', '0', '--places-train', '3', '--places-val', '2')
+    places = tmp_path / 'd' / 'Places365'
+    # Places365-Standard's lists: classes from the training paths' folders, flat val files labelled by number
+    lists = ['--train-list', str(places / 'places365_train_standard.txt'), '--train-images', str(places / 'data_256'),
+             '--val-list', str(places / 'places365_val.txt'), '--val-images', str(places / 'val_256')]
+    run('subsets.py', 'index', '--root', str(places), *lists, '--out', str(tmp_path / 'pl'))
+    root, rows = S.read_index(str(tmp_path / 'pl' / 'index.tsv'))
+    assert root == str(places) and len(rows) == 8 * 5
+    assert ('train', 'data_256/a/aquarium/00000001.jpg', 'a/aquarium') in rows
+    assert ('val', 'val_256/Places365_val_00000001.jpg', 'a/aquarium') in rows  # label 0 of the training list
+    run('subsets.py', 'make', 'full', '--index', str(tmp_path / 'pl' / 'index.tsv'), '--out', str(tmp_path / 'pl' / 'places'))
+    classes = (tmp_path / 'pl' / 'places' / 'classes.tsv').read_text().splitlines()
+    assert classes[1:3] == ['0\ta/aquarium\ta/aquarium\t1\t3', '1\tf/fishpond\tf/fishpond\t1\t3'] and len(classes) == 9
+
+    # any class-folder data set: ROOT/train/<class>/, ROOT/val/<class>/, class names as they are
+    folders = tmp_path / 'scenes'
+    for split, n in (('train', 2), ('val', 1)):
+        for cls in ('beach', 'forest'):
+            (folders / split / cls).mkdir(parents=True)
+            for i in range(n):
+                shutil.copy(places / 'val_256' / 'Places365_val_00000001.jpg', folders / split / cls / f'{i}.jpg')
+    run('subsets.py', 'index', '--imagenet', str(folders), '--out', str(tmp_path / 'sc'))
+    assert sorted(S.read_index(str(tmp_path / 'sc' / 'index.tsv'))[1]) == [
+        ('train', 'train/beach/0.jpg', 'beach'), ('train', 'train/beach/1.jpg', 'beach'),
+        ('train', 'train/forest/0.jpg', 'forest'), ('train', 'train/forest/1.jpg', 'forest'),
+        ('val', 'val/beach/0.jpg', 'beach'), ('val', 'val/forest/0.jpg', 'forest')]
+
+    # bad input: one line naming the file, and no index written
+    (places / 'missing.txt').write_text('/a/aquarium/00000001.jpg 0\n/a/aquarium/99999999.jpg 0\n')
+    (places / 'flat.txt').write_text('x.jpg 0\n')
+    shutil.copy(places / 'val_256' / 'Places365_val_00000001.jpg', places / 'x.jpg')
+    (folders / 'train' / 'empty').mkdir()
+    cases = [(['--root', str(places), '--train-list', str(places / 'missing.txt'), '--train-images', str(places / 'data_256')],
+              f'{places / "missing.txt"}:2: image not found: {places / "data_256" / "a" / "aquarium" / "99999999.jpg"}'),
+             (['--root', str(places), '--train-list', str(places / 'flat.txt')], f'{places / "flat.txt"}:1: x.jpg is in no class folder'),
+             (['--imagenet', str(folders)], f'empty class folder: {folders / "train" / "empty"}')]
+    for k, (flags, message) in enumerate(cases):
+        p = run('subsets.py', 'index', *flags, '--out', str(tmp_path / f'bad{k}'), check=False)
+        assert p.returncode == 2 and p.stderr.startswith('error: ') and p.stderr.strip().count('\n') == 0, p.stderr
+        assert message in p.stderr, (message, p.stderr)
+        assert not (tmp_path / f'bad{k}').exists()
