@@ -1,6 +1,7 @@
 """What train.py and finetune.py truly share: distributed setup, the LR schedule, the run directory,
 atomic checkpoints, logging, and the one-line error for a user's mistake. No Trainer class: the loops
 stay in the scripts."""
+import fcntl
 import json
 import math
 import os
@@ -180,9 +181,43 @@ def git_state():
     return git('rev-parse', 'HEAD') or 'unknown', git('diff', 'HEAD')
 
 
+_LOCKS = {}  # run directory -> the open lock file this process holds until it exits
+
+
+def lock_run_dir(out):
+    """Make this process the only one working on the run directory OUT until it exits: an exclusive flock on
+    OUT's hidden sibling `.NAME.lock` (OUT itself may not exist yet, and nothing goes into it before the inputs are
+    checked). The OS releases it on any exit, kill -9 included. A second process is refused in one line naming the
+    holder's PID. Re-entrant within a process (finetune.py calls train.main on its own run); rank 0 only."""
+    key = os.path.realpath(out)
+    if key in _LOCKS or int(os.environ.get('RANK', 0)) != 0:
+        return
+    parent, name = os.path.split(key)
+    path = os.path.join(parent, f'.{name}.lock')
+    try:
+        os.makedirs(parent, exist_ok=True)
+        f = open(path, 'a+')
+    except OSError as e:
+        raise UserError(f'cannot use {out}: {e.strerror} ({path})') from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or 'another process'
+        f.close()
+        raise UserError(f'{out} is in use by process {holder} (lock {path}); wait for it to end or pick another --out') from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _LOCKS[key] = f
+
+
 def check_run_dir(out, args_dict, ignore=(), added=None):
-    """Refuse to reuse a run directory that holds a run made with other arguments (resume means *same*).
+    """Refuse to reuse a run directory that holds a run made with other arguments (resume means *same*), or that
+    another process is working on (lock_run_dir, held from here to the end of the process).
     added: {argument: value} of arguments added to the code later; an older args.json without one ran with it."""
+    lock_run_dir(out)
     path = os.path.join(out, 'args.json')
     if not os.path.exists(path):
         return

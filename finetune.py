@@ -750,6 +750,7 @@ def main(args, rest):
         subset = need_subset(args)
         model, src = network(args)
         out = args.out or default_out(args, f'{args.task}-{os.path.basename(os.path.normpath(subset))}')
+        engine.lock_run_dir(out)
         result = knn_task(args, model, src) if args.task == 'knn' else coarse_fine(args, model, src, out)
         return finish(out, args, result)
 
@@ -757,6 +758,7 @@ def main(args, rest):
     name = f'{args.task}' + (f'-s{args.split}' if args.task == 'sun397' else '') + f'-{args.mode}'
     model, _ = network(args, len(names))  # checks --init against --arch before anything is written
     out = args.out or default_out(args, name)
+    engine.lock_run_dir(out)  # before data/ is written: one process a run directory
     created = not os.path.exists(out)
     data_dir = os.path.join(out, 'data')
     write_data(data_dir, root, names, train_rows, val, test, {'kind': args.task, 'split': args.split, 'seed': args.seed,

@@ -159,3 +159,30 @@ def test_voc_xml_is_read_without_expanding_entities(tmp_path):
         path.write_bytes(text.encode('utf-16') if name == 'utf16.xml' else text.encode())
         with pytest.raises(UserError, match=f'{name}: XML with a DTD or entity declarations is refused'):
             read_voc_annotation(path)
+
+
+def test_one_process_per_run_directory(toy, tmp_path):
+    # a second process on a run directory in use is refused in one line naming the holder; its log stays whole.
+    # The lock is the OS's: kill -9 releases it.
+    out = tmp_path / 'run'
+    first = subprocess.Popen([sys.executable, *args(toy, out, '--iters', '100000', '--lr-steps', '90000')], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / 'log.jsonl').exists():
+            time.sleep(0.05)
+        p = run(*args(toy, out, '--iters', '100000', '--lr-steps', '90000'), check=False)
+        assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr
+        assert p.stderr.strip() == (f'error: {out} is in use by process {first.pid} (lock {tmp_path / ".run.lock"}); '
+                                    'wait for it to end or pick another --out'), p.stderr
+        p = run('finetune.py', 'manifest', '--subset', toy['subset'], '--init', 'scratch', '--arch', 'alexnet',
+                '--out', str(out), check=False)
+        assert p.returncode == 2 and f'{out} is in use by process {first.pid}' in p.stderr, p.stderr
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    lines = (out / 'log.jsonl').read_text().splitlines()
+    assert all(json.loads(line)['step'] for line in lines[:-1])  # no record lost or interleaved
+    code = f'import engine; engine.lock_run_dir({str(out)!r}); print("locked")'
+    assert run('-c', code).stdout.strip() == 'locked'
