@@ -25,7 +25,7 @@ from collections import Counter
 import numpy as np
 import torch
 from datasets import read_manifest, scan_imagenet
-from engine import UserError, run_main, write_atomic
+from engine import UserError, ranged, run_main, write_atomic
 from nvidia import nvimgcodec
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
@@ -515,8 +515,8 @@ def get_args_parser():
     s.add_argument('--out', default=None, help='folder for scan.tsv and exclude.txt (default: beside the index; '
                                                'for an image root: subsets, where subsets.py index writes)')
     s.add_argument('--root', default=None, help="a manifest's image root (default: the root in the meta.json beside it)")
-    s.add_argument('--workers', type=int, default=os.cpu_count(), help='decoding processes')
-    s.add_argument('--max-pixels', type=int, default=Image.MAX_IMAGE_PIXELS,
+    s.add_argument('--workers', type=ranged(int, 1), default=os.cpu_count(), help='decoding processes')
+    s.add_argument('--max-pixels', type=ranged(int, 1), default=Image.MAX_IMAGE_PIXELS,
                    help="an image with more pixels is excluded (default: Pillow's decompression-bomb limit)")
     return p
 

@@ -1,6 +1,7 @@
 """What train.py and finetune.py truly share: distributed setup, the LR schedule, the run directory,
 atomic checkpoints, logging, and the one-line error for a user's mistake. No Trainer class: the loops
 stay in the scripts."""
+import argparse
 import fcntl
 import json
 import math
@@ -31,6 +32,26 @@ def run_main(main, args):
     except KeyboardInterrupt:
         print('\ninterrupted: the same command resumes from the last checkpoint', file=sys.stderr)
         sys.exit(130)
+
+
+def ranged(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    """An argparse type: a `kind` (int or float) number within lo..hi (exclusive where *_open). Every numeric flag
+    of every script declares its range with it, so a value out of range is refused at parse time, before anything
+    is read or written, by argparse's own error (exit status 2)."""
+    bounds = ' and '.join(f'{op} {b}' for op, b in (('>' if lo_open else '>=', lo), ('<' if hi_open else '<=', hi))
+                          if b is not None)
+
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not {"an integer" if kind is int else "a number"}') from None
+        if not math.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo)) or \
+                (hi is not None and (v >= hi if hi_open else v > hi)):
+            raise argparse.ArgumentTypeError(f'{text} is out of range: must be {bounds or "finite"}')
+        return v
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from datasets import (IMAGE_EXTS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_
                       read_voc_detection, write_manifest)
 from detection import (FasterRCNN, RStarCNN, action_labels, freeze, grid_regions, opencv_selective_search,
                        selective_search, split_classifier)
-from engine import UserError
+from engine import UserError, ranged
 from eval.metrics import action_ap, detection_ap, knn, mean_ap, mean_class_accuracy, per_class_counts, topk_hits
 import models
 from models import check_arch, check_input_size, get_model, input_spec
@@ -66,31 +66,31 @@ def get_args_parser():
                    'timm:DEFAULT (downloaded), or "scratch"')
     p.add_argument('--arch', default=None, help='needed unless --init is a wmig checkpoint: alexnet, alexnet_tv, a torchvision '
                    'classification model (resnet50, densenet121, ...) or timm:NAME')
-    p.add_argument('--width', type=float, default=None, help='AlexNet width (default: the checkpoint\'s, else 1.0)')
+    p.add_argument('--width', type=ranged(float, 0, lo_open=True), default=None, help='AlexNet width (default: the checkpoint\'s, else 1.0)')
     p.add_argument('--mode', default='finetune', choices=MODES)
     p.add_argument('--out', default=None, help='run directory (default: runs/<init run>/<task>-<mode>)')
-    p.add_argument('--crop', type=int, default=None, help='default: the checkpoint\'s, else the network\'s input size')
-    p.add_argument('--resize', type=int, default=None, help='default: the checkpoint\'s, else the network\'s (256 for 224 px)')
+    p.add_argument('--crop', type=ranged(int, 1), default=None, help='default: the checkpoint\'s, else the network\'s input size')
+    p.add_argument('--resize', type=ranged(int, 1), default=None, help='default: the checkpoint\'s, else the network\'s (256 for 224 px)')
     p.add_argument('--resize-mode', default=None, choices=('shorter', 'warp'), help='default: the checkpoint\'s, else the network\'s')
-    p.add_argument('--mean', type=float, nargs=3, default=None, help='RGB input mean, 0-1 scale (default: the checkpoint\'s, else the network\'s)')
-    p.add_argument('--std', type=float, nargs=3, default=None, help='RGB input std, 0-1 scale (default: the checkpoint\'s, else the network\'s)')
+    p.add_argument('--mean', type=ranged(float, 0, 1), nargs=3, default=None, help='RGB input mean, 0-1 scale (default: the checkpoint\'s, else the network\'s)')
+    p.add_argument('--std', type=ranged(float, 0, lo_open=True), nargs=3, default=None, help='RGB input std, 0-1 scale (default: the checkpoint\'s, else the network\'s)')
     p.add_argument('--weight-init', default=None, choices=('caffe', 'default'),
                    help='initialisation of the new layers, and of all with --init scratch (default: the checkpoint\'s, else the network\'s)')
-    p.add_argument('--seed', type=int, default=0, help='seed of the validation hold-out and of training')
-    p.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))), help='DALI threads')
-    p.add_argument('--eval-batch-size', type=int, default=100, help='batch of feature extraction and evaluation')
+    p.add_argument('--seed', type=ranged(int, 0), default=0, help='seed of the validation hold-out and of training')
+    p.add_argument('--workers', type=ranged(int, 1), default=min(8, len(os.sched_getaffinity(0))), help='DALI threads')
+    p.add_argument('--eval-batch-size', type=ranged(int, 1), default=100, help='batch of feature extraction and evaluation')
     data = p.add_argument_group('data')
     data.add_argument('--sun-root', default=None, help='sun397: the SUN397 folder (ClassName.txt, Partitions/, a/abbey/...)')
-    data.add_argument('--split', type=int, default=1, help='sun397: official split 1-10')
+    data.add_argument('--split', type=ranged(int, 1, 10), default=1, help='sun397: official split 1-10')
     data.add_argument('--data', default=None, help='folder: ROOT/<class>/*.jpg, or ROOT/train/<class> + ROOT/test/<class>')
     data.add_argument('--subset', default=None, help='manifest, knn, coarse-fine: a subsets.py folder')
-    data.add_argument('--val-fraction', type=float, default=None,
+    data.add_argument('--val-fraction', type=ranged(float, 0, 1, hi_open=True), default=None,
                       help='share of each class\'s training images held out for validation (default: none for sun397, '
                            'which trains on the whole official list as the paper; 0.1 for the linear probe, which '
                            'chooses its L2 strength there, and for folder and manifest)')
-    data.add_argument('--test-fraction', type=float, default=0.2, help='folder without test/: share of each class kept for testing')
+    data.add_argument('--test-fraction', type=ranged(float, 0, 1, lo_open=True, hi_open=True), default=0.2, help='folder without test/: share of each class kept for testing')
     probe = p.add_argument_group('linear probe')
-    probe.add_argument('--lambdas', type=float, nargs='+', default=[10.0 ** k for k in range(-6, 1)],
+    probe.add_argument('--lambdas', type=ranged(float, 0, lo_open=True), nargs='+', default=[10.0 ** k for k in range(-6, 1)],
                        help='L2 strengths tried; the best on validation is refit on train + val')
     nn_ = p.add_argument_group('knn')
     nn_.add_argument('--feature', default='fc7', choices=('fc7', 'fc8'),
@@ -100,8 +100,8 @@ def get_args_parser():
     voc.add_argument('--voc', default=None, help='the VOCdevkit folder (holding VOC2007/ and VOC2012/)')
     voc.add_argument('--train-set', default=None, help='image set trained on (default: trainval for voc07, train for voc12-action)')
     voc.add_argument('--test-set', default=None, help='image set tested on (default: test for voc07, val for voc12-action)')
-    voc.add_argument('--scale', type=int, default=600, help='shorter image side (py-faster-rcnn TRAIN/TEST.SCALES)')
-    voc.add_argument('--max-size', type=int, default=1000, help='longest image side (py-faster-rcnn MAX_SIZE)')
+    voc.add_argument('--scale', type=ranged(int, 1), default=600, help='shorter image side (py-faster-rcnn TRAIN/TEST.SCALES)')
+    voc.add_argument('--max-size', type=ranged(int, 1), default=1000, help='longest image side (py-faster-rcnn MAX_SIZE)')
     voc.add_argument('--roi-op', default=None, choices=('pool', 'align'),
                      help='RoI features: pool (RoI max pooling, py-faster-rcnn; the default for AlexNets) or align '
                           '(RoIAlign, Detectron; the default for ResNets)')
@@ -110,11 +110,11 @@ def get_args_parser():
                           'image and cached) or a fixed multi-scale grid (no OpenCV, no precomputation)')
     voc.add_argument('--regions-cache', default=None,
                      help='where Selective Search boxes are cached (default: selective_search/ beside the run directory)')
-    voc.add_argument('--anchor-scales', type=int, nargs='+', default=[8, 16, 32],
+    voc.add_argument('--anchor-scales', type=ranged(int, 1), nargs='+', default=[8, 16, 32],
                      help='anchor sizes in units of the 16 px stride: 128, 256, 512 px (py-faster-rcnn)')
     cf = p.add_argument_group('coarse-fine')
-    cf.add_argument('--min-subclasses', type=int, default=5, help='coarse classes with at least this many fine classes (paper: 5)')
-    cf.add_argument('--top', type=int, default=10, help='coarse classes shown at each end of the figure')
+    cf.add_argument('--min-subclasses', type=ranged(int, 1), default=5, help='coarse classes with at least this many fine classes (paper: 5)')
+    cf.add_argument('--top', type=ranged(int, 1), default=10, help='coarse classes shown at each end of the figure')
     return p
 
 

@@ -40,7 +40,7 @@ import warnings
 from collections import defaultdict
 
 from datasets import ilsvrc_classes, read_tsv, safe_relpath, scan_imagenet, scan_lists
-from engine import UserError, run_main, write_atomic
+from engine import UserError, ranged, run_main, write_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KINDS = ('full', 'classes', 'taxonomy', 'pascal-removed', 'split', 'list')
@@ -655,19 +655,19 @@ def get_args_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--index', default='subsets/index.tsv')
     common.add_argument('--out', default=None, help='subset folder (default: <index folder>/<name of the subset>)')
-    common.add_argument('--per-class', type=int, default=None,
+    common.add_argument('--per-class', type=ranged(int, 1), default=None,
                         help='draw N training images of every ImageNet class (paper Fig. 1)')
-    common.add_argument('--seed', type=int, default=0, help='seed of every random draw (images, classes, random split)')
+    common.add_argument('--seed', type=ranged(int, 0), default=0, help='seed of every random draw (images, classes, random split)')
     common.add_argument('--if-short', default='error', choices=('error', 'all'),
                         help='a class with fewer than --per-class images: stop, or take all it has (recorded in meta.json)')
     m = sub.add_parser('make', help='write one subset from an index')
     kinds = m.add_subparsers(dest='kind', required=True, metavar='KIND')
     kinds.add_parser('full', parents=[common], help='every class of the index (with --per-class: paper Fig. 1)')
     k = kinds.add_parser('classes', parents=[common], help='K classes drawn uniformly (paper Table 2)')
-    k.add_argument('--num-classes', type=int, required=True)
+    k.add_argument('--num-classes', type=ranged(int, 1), required=True)
     k = kinds.add_parser('taxonomy', parents=[common], help='coarser WordNet classes (paper Fig. 2, Table 1)')
     k.add_argument('--method', choices=METHODS, required=True)
-    k.add_argument('--num-classes', type=int, required=True, help='see: python subsets.py taxonomies')
+    k.add_argument('--num-classes', type=ranged(int, 1), required=True, help='see: python subsets.py taxonomies')
     k = kinds.add_parser('pascal-removed', parents=[common], help='without the PASCAL classes (paper Table 3)')
     k.add_argument('--rule', choices=('authors', 'wordnet'), default='authors',
                    help="authors: the paper's list of 229 (771 kept); wordnet: subtrees of the 20 PASCAL synsets")
@@ -681,7 +681,7 @@ def get_args_parser():
     pp = sub.add_parser('paper', help='write every subset the paper trains on')
     pp.add_argument('--index', default='subsets/index.tsv')
     pp.add_argument('--out', default=None, help='folder for the subsets (default: the index folder)')
-    pp.add_argument('--seed', type=int, default=0)
+    pp.add_argument('--seed', type=ranged(int, 0), default=0)
     return p
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 import engine
 from data_dali import RESIZE_MODES, STYLES, classification_loader
 from datasets import read_manifest, read_tsv
-from engine import UserError
+from engine import UserError, ranged
 from models import IMAGENET_MEAN, IMAGENET_STD, NORMS, check_arch, check_input_size, get_model, input_spec
 
 
@@ -38,53 +38,53 @@ def get_args_parser():
                         '(resnet50, densenet121, inception_v3, ...), or timm:NAME (timm:inception_v4, ...)')
     p.add_argument('--norm', default='bn', choices=NORMS,
                    help='normalisation, for builders with a norm_layer (ResNets, MobileNets; gn: He et al. 2019; bn-noscale: Kornblith et al. 2019)')
-    p.add_argument('--dropout', type=float, default=0.5, help='AlexNet fc6/fc7 dropout (Krizhevsky et al. 2012)')
-    p.add_argument('--width', type=float, default=1.0, help='AlexNet width multiplier; 1.0 is the paper\'s net, 0.25 trains the toy data on a CPU')
+    p.add_argument('--dropout', type=ranged(float, 0, 1, hi_open=True), default=0.5, help='AlexNet fc6/fc7 dropout (Krizhevsky et al. 2012)')
+    p.add_argument('--width', type=ranged(float, 0, lo_open=True), default=1.0, help='AlexNet width multiplier; 1.0 is the paper\'s net, 0.25 trains the toy data on a CPU')
     p.add_argument('--weight-init', default=None, choices=('caffe', 'default'),
                    help='initialisation (default: caffe for alexnet, bvlc_alexnet\'s Gaussian fillers; the library\'s otherwise)')
     p.add_argument('--init', default=None, help='start from these weights (a wmig checkpoint, a torchvision/timm state_dict file, '
                    'or torchvision:DEFAULT / timm:DEFAULT to download); the last layer is new')
     p.add_argument('--train-layers', default='all', choices=('all', 'head'), help='head: train only the last layer, the rest frozen (paper Fig. 2, 9)')
-    p.add_argument('--head-lr-mult', type=float, default=1.0, help='LR multiplier of the last layer (fine-tuning: 10, Caffe\'s example)')
+    p.add_argument('--head-lr-mult', type=ranged(float, 0), default=1.0, help='LR multiplier of the last layer (fine-tuning: 10, Caffe\'s example)')
     # data
     p.add_argument('--style', default='caffe', choices=STYLES, help='caffe: resize 256 + random crop; inception: random-resized crop')
-    p.add_argument('--crop', type=int, default=None, help='training crop (default: the network\'s size: 227 for alexnet, 299 for Inceptions, ...)')
-    p.add_argument('--resize', type=int, default=None, help='side before cropping (default: the network\'s; Caffe: 256)')
+    p.add_argument('--crop', type=ranged(int, 1), default=None, help='training crop (default: the network\'s size: 227 for alexnet, 299 for Inceptions, ...)')
+    p.add_argument('--resize', type=ranged(int, 1), default=None, help='side before cropping (default: the network\'s; Caffe: 256)')
     p.add_argument('--resize-mode', default=None, choices=RESIZE_MODES,
                    help='warp: both sides to --resize, as Caffe (the default for alexnet); shorter: the shorter side (the default otherwise)')
-    p.add_argument('--mean', type=float, nargs=3, default=None, help='RGB mean on the 0-1 scale (default: the network\'s; ImageNet\'s for torchvision)')
-    p.add_argument('--std', type=float, nargs=3, default=None, help='RGB std on the 0-1 scale (default: the network\'s)')
-    p.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))), help='DALI threads per process')
+    p.add_argument('--mean', type=ranged(float, 0, 1), nargs=3, default=None, help='RGB mean on the 0-1 scale (default: the network\'s; ImageNet\'s for torchvision)')
+    p.add_argument('--std', type=ranged(float, 0, lo_open=True), nargs=3, default=None, help='RGB std on the 0-1 scale (default: the network\'s)')
+    p.add_argument('--workers', type=ranged(int, 1), default=min(8, len(os.sched_getaffinity(0))), help='DALI threads per process')
     # optimisation (Caffe bvlc_alexnet/solver.prototxt)
-    p.add_argument('--batch-size', type=int, default=256, help='global batch, split across processes')
-    p.add_argument('--lr', type=float, default=0.01)
-    p.add_argument('--momentum', type=float, default=0.9)
-    p.add_argument('--wd', type=float, default=5e-4, help='weight decay')
+    p.add_argument('--batch-size', type=ranged(int, 1), default=256, help='global batch, split across processes')
+    p.add_argument('--lr', type=ranged(float, 0, lo_open=True), default=0.01)
+    p.add_argument('--momentum', type=ranged(float, 0, 1, hi_open=True), default=0.9)
+    p.add_argument('--wd', type=ranged(float, 0), default=5e-4, help='weight decay')
     # regularisers that Kornblith et al. 2019 found to hurt transfer (with --dropout 0 and --norm bn-noscale)
-    p.add_argument('--label-smoothing', type=float, default=0.0, help='Szegedy et al. 2016; hurts transfer (Kornblith et al. 2019)')
+    p.add_argument('--label-smoothing', type=ranged(float, 0, 1, hi_open=True), default=0.0, help='Szegedy et al. 2016; hurts transfer (Kornblith et al. 2019)')
     p.add_argument('--wd-norm', action=argparse.BooleanOptionalAction, default=True,
                    help='weight decay on BN/GN parameters; off helps ImageNet, hurts transfer (Kornblith et al. 2019)')
-    p.add_argument('--iters', type=int, default=450000, help='training length in iterations (ignored with --epochs)')
-    p.add_argument('--epochs', type=int, default=None, help='training length in epochs; --lr-steps and --warmup then count epochs')
+    p.add_argument('--iters', type=ranged(int, 1), default=450000, help='training length in iterations (ignored with --epochs)')
+    p.add_argument('--epochs', type=ranged(int, 1), default=None, help='training length in epochs; --lr-steps and --warmup then count epochs')
     p.add_argument('--schedule', default='step', choices=('step', 'cosine', 'constant'))
-    p.add_argument('--lr-steps', type=int, nargs='*', default=[100000, 200000, 300000, 400000], help='x gamma at each (iterations, or epochs with --epochs)')
-    p.add_argument('--gamma', type=float, default=0.1)
-    p.add_argument('--warmup', type=int, default=0, help='linear warm-up length (iterations, or epochs with --epochs)')
+    p.add_argument('--lr-steps', type=ranged(int, 1), nargs='*', default=[100000, 200000, 300000, 400000], help='x gamma at each (iterations, or epochs with --epochs)')
+    p.add_argument('--gamma', type=ranged(float, 0, 1, lo_open=True), default=0.1)
+    p.add_argument('--warmup', type=ranged(int, 0), default=0, help='linear warm-up length (iterations, or epochs with --epochs)')
     # Off in the paper's recipe (Caffe's solver has no clipping); the toy recipe needs it (experiments/common.py TOY_PRETRAIN)
-    p.add_argument('--clip-grad', type=float, default=None, help='clip the global gradient norm to this (Pascanu et al. 2013; nanoGPT: 1.0)')
+    p.add_argument('--clip-grad', type=ranged(float, 0, lo_open=True), default=None, help='clip the global gradient norm to this (Pascanu et al. 2013; nanoGPT: 1.0)')
     # precision and speed
     p.add_argument('--amp', default='auto', choices=('auto', 'bf16', 'fp16', 'fp32'), help='auto: bf16 on GPU, fp32 on CPU')
     p.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=True)
     p.add_argument('--compile', action='store_true', help='torch.compile the model')
-    p.add_argument('--hw-decoder-load', type=float, default=None,
+    p.add_argument('--hw-decoder-load', type=ranged(float, 0, 1), default=None,
                    help='GPU only: share of JPEGs for the hardware decoder (default: DALI\'s 0.65; bench/end_to_end.py --sweep)')
-    p.add_argument('--prefetch', type=int, default=None, help='batches DALI prepares ahead (default: DALI\'s 2)')
+    p.add_argument('--prefetch', type=ranged(int, 1), default=None, help='batches DALI prepares ahead (default: DALI\'s 2)')
     # bookkeeping
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--log-every', type=int, default=50, help='iterations between log lines (and the only .item() syncs)')
-    p.add_argument('--eval-every', type=int, default=10000, help='iterations between validations (and at the end)')
-    p.add_argument('--save-every', type=int, default=1000, help='iterations between checkpoints (and at the end)')
-    p.add_argument('--keep', type=int, default=3, help='checkpoints kept: checkpoint.pth and the older checkpoint.N.pth')
+    p.add_argument('--seed', type=ranged(int, 0), default=0)
+    p.add_argument('--log-every', type=ranged(int, 1), default=50, help='iterations between log lines (and the only .item() syncs)')
+    p.add_argument('--eval-every', type=ranged(int, 1), default=10000, help='iterations between validations (and at the end)')
+    p.add_argument('--save-every', type=ranged(int, 1), default=1000, help='iterations between checkpoints (and at the end)')
+    p.add_argument('--keep', type=ranged(int, 1), default=3, help='checkpoints kept: checkpoint.pth and the older checkpoint.N.pth')
     return p
 
 
@@ -124,25 +124,17 @@ def check_args(args):
         if not os.path.isfile(first):
             raise UserError(f'image not found: {first} (is --data-root right?)')
     check_arch(args.arch)
-    if args.width <= 0:
-        raise UserError(f'--width {args.width}: must be > 0')
-    if args.hw_decoder_load is not None and not 0 <= args.hw_decoder_load <= 1:
-        raise UserError(f'--hw-decoder-load {args.hw_decoder_load}: must be between 0 and 1')
-    for name in ('batch_size', 'workers', 'prefetch', 'log_every', 'eval_every', 'save_every', 'crop', 'resize', 'keep'):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise UserError(f'--{name.replace("_", "-")} must be >= 1, got {v}')
+    # numeric flags are range-checked as they are parsed (engine.ranged)
     spec = input_spec(args.arch)  # the network's own input and initialisation; recorded in args.json
     for k, name in (('size', 'crop'), ('resize', 'resize'), ('resize_mode', 'resize_mode'), ('mean', 'mean'),
                     ('std', 'std'), ('weight_init', 'weight_init')):
         if getattr(args, name) is None:
             setattr(args, name, spec[k])
-    if min(args.std) <= 0:
-        raise UserError(f'--std {args.std}: must be > 0')
+    if args.epochs is not None and any(m > args.epochs for m in args.lr_steps + [args.warmup]):
+        raise UserError(f'--lr-steps {" ".join(map(str, args.lr_steps))} / --warmup {args.warmup} go beyond --epochs '
+                        f'{args.epochs}: with --epochs they count epochs (give them, e.g. --lr-steps 30 60 80)')
     if args.crop > args.resize:
         raise UserError(f'--crop {args.crop} is larger than --resize {args.resize}: the crop is taken from the resized image')
-    if args.epochs is None and args.iters < 1 or args.epochs is not None and args.epochs < 1:
-        raise UserError('training length must be >= 1 (--iters or --epochs)')
     return num_classes, counts
 
 

@@ -186,3 +186,32 @@ def test_one_process_per_run_directory(toy, tmp_path):
     assert all(json.loads(line)['step'] for line in lines[:-1])  # no record lost or interleaved
     code = f'import engine; engine.lock_run_dir({str(out)!r}); print("locked")'
     assert run('-c', code).stdout.strip() == 'locked'
+
+
+BAD_VALUES = [  # (script, required arguments, flag, an out-of-range value): every numeric flag family
+    ('train', ['--subset', 's'], '--lr', ['0']), ('train', ['--subset', 's'], '--lr', ['nan']),
+    ('train', ['--subset', 's'], '--gamma', ['-1']), ('train', ['--subset', 's'], '--clip-grad', ['-1']),
+    ('train', ['--subset', 's'], '--lr-steps', ['-5']), ('train', ['--subset', 's'], '--dropout', ['1.5']),
+    ('train', ['--subset', 's'], '--label-smoothing', ['1']), ('train', ['--subset', 's'], '--momentum', ['-0.1']),
+    ('train', ['--subset', 's'], '--wd', ['-0.0005']), ('train', ['--subset', 's'], '--batch-size', ['0']),
+    ('train', ['--subset', 's'], '--iters', ['0']), ('train', ['--subset', 's'], '--warmup', ['-1']),
+    ('train', ['--subset', 's'], '--crop', ['0']), ('train', ['--subset', 's'], '--mean', ['0.5', '0.5', '120']),
+    ('train', ['--subset', 's'], '--std', ['0', '1', '1']), ('train', ['--subset', 's'], '--hw-decoder-load', ['2']),
+    ('train', ['--subset', 's'], '--width', ['0']), ('train', ['--subset', 's'], '--keep', ['0']),
+    ('finetune', ['sun397'], '--eval-batch-size', ['0']), ('finetune', ['sun397'], '--split', ['11']),
+    ('finetune', ['sun397'], '--val-fraction', ['1']), ('finetune', ['folder'], '--test-fraction', ['0']),
+    ('finetune', ['sun397'], '--lambdas', ['1', '-1']), ('finetune', ['voc07'], '--scale', ['0']),
+    ('finetune', ['voc07'], '--anchor-scales', ['8', '-2']), ('finetune', ['voc07'], '--workers', ['two']),
+    ('subsets', ['make', 'full'], '--per-class', ['0']), ('data_dali', ['scan', 'x'], '--max-pixels', ['-1']),
+]
+
+
+@pytest.mark.parametrize('script,required,flag,values', BAD_VALUES, ids=[f'{c[0]}{c[2]}={",".join(c[3])}' for c in BAD_VALUES])
+def test_numeric_flags_are_range_checked_when_parsed(script, required, flag, values, capsys):
+    import importlib
+    parser = importlib.import_module(script).get_args_parser()
+    with pytest.raises(SystemExit) as e:
+        parser.parse_known_args(required + [flag, *values])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f'argument {flag}' in err and ('out of range' in err or 'is not an integer' in err), err
