@@ -41,7 +41,7 @@ import engine
 import train
 from data_dali import classification_loader, detection_loader
 from datasets import (IMAGE_EXTS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_sun397, read_tsv, read_voc_actions,
-                      read_voc_detection, write_manifest)
+                      read_voc_detection)
 from detection import (FasterRCNN, RStarCNN, action_labels, freeze, grid_regions, opencv_selective_search,
                        selective_search, split_classifier)
 from engine import UserError, ranged
@@ -207,11 +207,60 @@ def need_subset(args):
     return args.subset
 
 
+# finetune.py arguments that may differ between a run and its re-run without changing its result
+RERUN_MAY_CHANGE = ('workers', 'eval_batch_size', 'out')
+PATH_ARGS = ('init', 'subset', 'data', 'sun_root', 'voc', 'regions_cache')
+
+
+def run_identity(args):
+    """The arguments that make a finetune.py result, paths resolved (a relative and an absolute spelling of one
+    path are one run)."""
+    out = {k: v for k, v in vars(args).items() if k not in RERUN_MAY_CHANGE}
+    for k in PATH_ARGS:
+        if isinstance(out.get(k), str) and out[k] != 'scratch' and not out[k].startswith(('torchvision:', 'timm:')):
+            out[k] = os.path.abspath(out[k])
+    return json.loads(json.dumps(out))  # tuples as lists, as transfer.json holds them
+
+
+def finished(out, args):
+    """True when OUT holds this command's finished result (printed, left as it is). A finished result is never
+    overwritten: made with other arguments, it is a UserError naming the first that differs."""
+    path = os.path.join(out, 'transfer.json')
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path) as f:
+            done = json.load(f)
+        old = {k: v for k, v in done['finetune_args'].items() if k not in RERUN_MAY_CHANGE}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f'{path} is damaged (not a finetune.py result); move it away to run again') from None
+    for k in PATH_ARGS:
+        if isinstance(old.get(k), str) and old[k] != 'scratch' and not old[k].startswith(('torchvision:', 'timm:')):
+            old[k] = os.path.abspath(old[k])
+    new = run_identity(args)
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diff:
+        k = diff[0]
+        raise UserError(f'{out} holds a finished result made with other arguments (--{k.replace("_", "-")} '
+                        f'{old.get(k)!r} there, {new.get(k)!r} now); pass another --out')
+    print(f'{out} is finished: ' + json.dumps({k: v for k, v in done.items() if k != 'finetune_args'}, sort_keys=True))
+    return True
+
+
 def write_data(folder, root, names, train_rows, val, test, meta):
-    """The task's manifests as a subsets.py-style folder, which train.py reads like any other."""
+    """The task's manifests as a subsets.py-style folder, which train.py reads like any other. They are part of the
+    run's identity: a folder that holds other manifests (another --seed, --val-fraction or --test-fraction) is
+    refused before anything is written."""
+    texts = {name: ''.join(f'{p} {label}\n' for p, label in rows) for name, rows in
+             (('train', train_rows), ('val', val), ('test', test))}
+    for name, text in texts.items():
+        path = os.path.join(folder, f'{name}.txt')
+        if os.path.exists(path) and open(path).read() != text:
+            raise UserError(f'{path} holds other {name} images than these arguments give (another --seed, '
+                            f'--val-fraction or --test-fraction?); pass another --out')
     os.makedirs(folder, exist_ok=True)
-    for name, rows in (('train', train_rows), ('val', val), ('test', test)):
-        write_manifest(os.path.join(folder, f'{name}.txt'), rows)
+    for name, text in texts.items():
+        engine.write_atomic(os.path.join(folder, f'{name}.txt'), text)
     counts = [sum(1 for _, lab in train_rows if lab == i) for i in range(len(names))]
     with open(os.path.join(folder, 'classes.tsv'), 'w') as f:
         f.write('label\tname\timages\n' + ''.join(f'{i}\t{n}\t{c}\n' for i, (n, c) in enumerate(zip(names, counts))))
@@ -751,6 +800,8 @@ def main(args, rest):
         model, src = network(args)
         out = args.out or default_out(args, f'{args.task}-{os.path.basename(os.path.normpath(subset))}')
         engine.lock_run_dir(out)
+        if finished(out, args):
+            return
         result = knn_task(args, model, src) if args.task == 'knn' else coarse_fine(args, model, src, out)
         return finish(out, args, result)
 
@@ -759,6 +810,8 @@ def main(args, rest):
     model, _ = network(args, len(names))  # checks --init against --arch before anything is written
     out = args.out or default_out(args, name)
     engine.lock_run_dir(out)  # before data/ is written: one process a run directory
+    if finished(out, args):
+        return
     created = not os.path.exists(out)
     data_dir = os.path.join(out, 'data')
     write_data(data_dir, root, names, train_rows, val, test, {'kind': args.task, 'split': args.split, 'seed': args.seed,

@@ -8,7 +8,7 @@ import torch
 
 import engine
 import subsets as S
-from conftest import TINY, run
+from conftest import ROOT, TINY, run
 from datasets import read_manifest, read_sun397, read_tsv
 from models import get_model
 
@@ -49,6 +49,21 @@ def test_linear_probe_and_folder_task(toy, pretrained, tmp_path):
     assert r['classes'] == 20 and r['test_images'] == 20 * 12 and r['feature_dim'] == 1024
     assert r['lambda'] in (1e-3, 1e-1) and set(r['val']) == {'0.001', '0.1'}
     assert r['test_mean_class_acc'] > 25  # chance: 5%
+
+    # A finished result is never overwritten: the same command (a relative --init spelling included) prints it, one
+    # with other arguments is refused by name before anything is written; data/*.txt are part of the identity.
+    data, before = tmp_path / 'probe' / 'data', (tmp_path / 'probe' / 'transfer.json').read_bytes()
+    manifests = {f: (data / f).read_bytes() for f in ('train.txt', 'val.txt', 'test.txt')}
+    rel = os.path.relpath(pretrained / 'checkpoint.pth', ROOT)
+    common = ['folder', '--data', os.path.join(toy['root'], 'train'), '--mode', 'linear', '--out', str(tmp_path / 'probe')]
+    p = run('finetune.py', *common, '--init', rel, '--lambdas', '1e-3', '1e-1')
+    assert f'{tmp_path / "probe"} is finished' in p.stdout
+    for other, name in ((['--lambdas', '1e-2'], 'lambdas'), (['--lambdas', '1e-3', '1e-1', '--test-fraction', '0.5'], 'test-fraction'),
+                        (['--lambdas', '1e-3', '1e-1', '--seed', '1'], 'seed')):
+        p = run('finetune.py', *common, '--init', rel, *other, check=False)
+        assert p.returncode == 2 and f'holds a finished result made with other arguments (--{name} ' in p.stderr, p.stderr
+    assert (tmp_path / 'probe' / 'transfer.json').read_bytes() == before
+    assert {f: (data / f).read_bytes() for f in manifests} == manifests
 
 
 def test_last_layer_only(toy, pretrained, tmp_path):
