@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -111,16 +112,31 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
 
 
 @contextlib.contextmanager
-def dali_errors(file_list):
-    """DALI stops the whole pipeline on a file it cannot decode, with a many-line message that does not name
-    the file. Turn it into one line that names the manifest."""
+def dali_errors(file_list, candidates=None):
+    """DALI stops the whole pipeline on a file it cannot read or decode, with a many-line message. Turn it into one
+    line that names the file: DALI's reader puts the path in its message (a missing or empty file); a decoder's
+    message has none, and then the `candidates` (paths, or a function giving them: the batches in flight, or a
+    small manifest's files) are probed with DALI's own decoder (probe) to find it. Otherwise the line names the
+    manifest."""
     try:
         yield
     except RuntimeError as e:
         if 'pipeline' not in str(e):
             raise
-        reason = '; '.join(line.strip() for line in str(e).splitlines() if 'failure' in line or line.startswith('Error in'))
-        raise UserError(f'DALI could not read or decode an image listed in {file_list}: {reason[:300]} '
+        lines = [line.strip() for line in str(e).splitlines()]
+        after = [line for i, line in enumerate(lines) if line and 'encountered:' in lines[:i]]
+        reason = (after[0] if after else '; '.join(l for l in lines if 'failure' in l or l.startswith('Error in')))[:300]
+        named = re.search(r'(/\S+\.(?:jpe?g|png|bmp|tiff?|webp|jp2|ppm|pgm))\b', str(e), re.IGNORECASE)
+        path = named.group(1) if named else None
+        if path is None and callable(candidates):
+            candidates = candidates()
+        for c in (candidates or []) if path is None else []:
+            why = probe(c, Image.MAX_IMAGE_PIXELS or 2 ** 62)[5] if os.path.isfile(c) else 'missing'
+            if why:
+                path, reason = c, why
+                break
+        where = f'{path} (listed in {file_list})' if path else f'an image listed in {file_list}'
+        raise UserError(f'DALI could not read or decode {where}: {reason} '
                         f'(`python data_dali.py scan` finds such files; subsets.py then leaves them out)') from None
 
 
@@ -131,19 +147,27 @@ class ClassificationLoader:
     hold the reader position and augmentation RNG (DALI checkpointing) for an exact resume.
     """
 
-    def __init__(self, pipe, train, file_list):
-        self.pipe, self.train, self.file_list = pipe, train, file_list
+    def __init__(self, pipe, train, file_list, root):
+        self.pipe, self.train, self.file_list, self.root = pipe, train, file_list, root
         # Train drops the ragged last batch (fixed batch size for the step); val keeps it and drops padding.
         policy = LastBatchPolicy.DROP if train else LastBatchPolicy.PARTIAL
-        with dali_errors(file_list):  # the iterator runs the pipeline once at construction
+        with dali_errors(file_list, self.suspects):  # the iterator runs the pipeline once at construction
             self.it = DALIGenericIterator(pipe, ['images', 'labels'], reader_name='Reader', last_batch_policy=policy,
                                           auto_reset=True)
 
     def __len__(self):
         return len(self.it)  # batches per epoch on this shard
 
+    def suspects(self, limit=5000):
+        """The manifest's files, where a decode error is looked for; the reader's shuffled order is not known, so
+        a manifest of more than `limit` files is not probed (the data scan is the tool for those)."""
+        root = self.root
+        with open(self.file_list) as f:
+            rels = [line.rsplit(' ', 1)[0] for line in f if line.strip()]
+        return [] if len(rels) > limit else [os.path.join(root, r) for r in rels]
+
     def __iter__(self):
-        with dali_errors(self.file_list):
+        with dali_errors(self.file_list, self.suspects):
             for batch in self.it:
                 b = batch[0]
                 yield b['images'].permute(0, 3, 1, 2), b['labels'].squeeze(-1).long()
@@ -182,7 +206,7 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
                                     prefetch_queue_depth=prefetch or 2,
                                     seed=seed + 1000 * shard_id,  # augmentation differs across ranks
                                     enable_checkpointing=train, checkpoint=checkpoint)
-    return ClassificationLoader(pipe, train, file_list)
+    return ClassificationLoader(pipe, train, file_list, root)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -278,7 +302,9 @@ class DetectionLoader:
     def __iter__(self):
         for _ in range(self.batches):
             idx, _ = self._batch(self.consumed)
-            with dali_errors(self.root):
+            # the batches in flight (this one and the prefetched), whose files a decode error is looked for in
+            ahead = [self.records[i]['path'] for k in range(3) for i in self._batch(self.consumed + k)[0]]
+            with dali_errors(self.root, [os.path.join(self.root, p) for p in ahead]):
                 images, rel, info = self.pipe.run()
             self.consumed += 1
             if self.device is None:

@@ -15,6 +15,7 @@ import torch.nn as nn
 from PIL import Image
 
 from conftest import TINY, run
+from engine import UserError
 from data_dali import MEAN, STD, detection_loader
 from detection import (BOX_STDS, OTHER, RPN, RSTAR, FasterRCNN, RStarCNN, action_labels, box_iou, clip_boxes, decode,
                        encode, generate_anchors, grid_regions, sample_rstar, selective_search, smooth_l1)
@@ -154,6 +155,12 @@ def test_detection_loader(tmp_path):
         rh, rw = int(info[i, 0]), int(info[i, 1])
         assert images[i, :, rh:].abs().sum() == 0 and images[i, :, :, rw:].abs().sum() == 0
     assert not check_sample(batches[1][0][0], batches[1][1][0], batches[1][2][0], 2)
+
+    # a 0-byte JPEG (the decoder's message names no file): the one-line error names it, found among the batches in flight
+    empty = tmp_path / recs[2]['path']
+    empty.write_bytes(b'')
+    with pytest.raises(UserError, match=f'DALI could not read or decode {re.escape(str(empty))} \\(listed in {re.escape(str(tmp_path))}\\): '):
+        list(detection_loader(str(tmp_path), recs, 1, False, scale=192, max_size=320, num_threads=1))
 
 
 # ---------------------------------------------------------------------------------------- Faster R-CNN internals

@@ -117,9 +117,14 @@ def test_unscanned_manifest_stops_dali(scanned, tmp_path):
     # Why the scan exists: without it, one broken file stops the pipeline (DALI cannot skip a sample).
     manifest = tmp_path / 'train.txt'
     manifest.write_text(scanned['unscanned'])
-    with pytest.raises(UserError, match='DALI could not read or decode an image'):
+    with pytest.raises(UserError, match='DALI could not read or decode ') as e:
         for _ in classification_loader(scanned['root'], str(manifest), 4, False, crop=48, resize=48, num_threads=1):
             pass
+    # the line names the file (from DALI's message, or found by probing the manifest's files) and the manifest
+    broken = {os.path.join(scanned['root'], line.rsplit(' ', 1)[0]) for line in scanned['unscanned'].splitlines()
+              if scanned['kinds'][line.rsplit(' ', 1)[0]] in set(BROKEN) - {'huge'}}  # 'huge' is the scan's own limit
+    named = str(e.value).split('DALI could not read or decode ')[1].split(' (listed in ')[0]
+    assert named in broken and f'(listed in {manifest})' in str(e.value) and '\n' not in str(e.value), str(e.value)
 
 
 def test_scan_resumes_excludes_and_the_pipeline_decodes_everything_left(scanned):
