@@ -239,10 +239,6 @@ def main(args):
 
     step, epoch, metrics = fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, validate, train_mode, ckpt,
                                total, milestones, warmup, device, amp_dtype, rank, world)
-    if metrics is None:  # resumed from the final checkpoint (its metrics.json was lost): validate those weights
-        metrics, line = validate()
-        if is_main:
-            print(f'iteration {step}: {line}')
     if args.train_layers == 'head':  # the frozen layers really did not move
         changed = [k for k, v in raw_model.state_dict().items() if k in frozen and not torch.equal(v, frozen[k].to(v.device))]
         assert not changed, f'frozen weights changed: {changed[:3]}'
@@ -360,16 +356,21 @@ def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, valida
                     bar.set_postfix(loss=f'{rec["loss"]:.3f}', lr=f'{lr:.2g}', wait=f'{rec["data_wait"]:.0%}')
                 loss_sum.zero_()
                 n_window, t_wait, t_window = 0, 0.0, time.perf_counter()
+            # Save before validating: a validation that fails (a broken test image) then costs no training
+            if step % args.save_every == 0 or step == total:
+                stop_if_nonfinite()  # never overwrite a good checkpoint with a diverged one
+                save()
             if step % args.eval_every == 0 or step == total:
-                metrics, line = validate()
+                try:
+                    metrics, line = validate()
+                except BaseException:  # a broken val image (a UserError), Ctrl-C: the bar must not print after it
+                    bar.close()
+                    raise
                 if is_main:
                     log.log(step, **{f'val/{k}': v for k, v in metrics.items() if isinstance(v, (int, float))})
                     bar.write(f'iteration {step}: {line}')
                 train_mode()
                 t_window = time.perf_counter()  # evaluation is not training time
-            if step % args.save_every == 0 or step == total:
-                stop_if_nonfinite()  # never overwrite a good checkpoint with a diverged one
-                save()
             if step == total:
                 break
             t0 = time.perf_counter()
@@ -378,6 +379,10 @@ def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, valida
     bar.close()
     if is_main:
         log.close()
+    if metrics is None:  # resumed from the final checkpoint (killed in its validation, or metrics.json was lost)
+        metrics, line = validate()
+        if is_main:
+            print(f'iteration {step}: {line}')
     return step, epoch, metrics
 
 

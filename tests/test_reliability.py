@@ -215,3 +215,28 @@ def test_numeric_flags_are_range_checked_when_parsed(script, required, flag, val
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f'argument {flag}' in err and ('out of range' in err or 'is not an integer' in err), err
+
+
+def test_a_failing_validation_costs_no_training(toy, tmp_path):
+    # the final checkpoint is saved before the final validation: a broken val image stops the run with one line
+    # naming it, and the corrected command only validates
+    root, subset = tmp_path / 'root', tmp_path / 'subset'
+    root.mkdir()
+    for d in ('train', 'val'):
+        os.symlink(os.path.join(toy['root'], d), root / d)
+    (root / 'broken.JPEG').write_bytes(b'')
+    subset.mkdir()
+    for f in ('train.txt', 'classes.tsv', 'meta.json'):
+        os.symlink(os.path.join(toy['subset'], f), subset / f)
+    val = open(os.path.join(toy['subset'], 'val.txt')).read()
+    (subset / 'val.txt').write_text(val + 'broken.JPEG 0\n')  # last: past the batches DALI reads at start
+    cmd = ['train.py', '--subset', str(subset), '--data-root', str(root), '--out', str(tmp_path / 'run'), *TINY,
+           '--batch-size', '16', '--iters', '6', '--lr-steps', '5', '--save-every', '100', '--eval-every', '100', '--log-every', '2']
+    p = run(*cmd, check=False)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr
+    assert f'DALI could not read or decode {root / "broken.JPEG"}' in p.stderr.strip().splitlines()[-1], p.stderr
+    assert step_of(tmp_path / 'run' / 'checkpoint.pth') == 6
+    (subset / 'val.txt').write_text(val)
+    p = run(*cmd)
+    assert 'resuming from' in p.stdout and 'at iteration 6' in p.stdout  # nothing left to train: it validates
+    assert json.loads((tmp_path / 'run' / 'metrics.json').read_text())['step'] == 6
