@@ -88,12 +88,17 @@ def read_index(path):
     return first[1], rows
 
 
-def read_exclude(index, root):
+def read_exclude(index, root, old_scan=False):
     """(path, {relpath: reason}) of the exclude list beside the index that `python data_dali.py scan` writes: the
-    files DALI cannot decode. The dict is None when there is none."""
+    files DALI cannot decode. The dict is None when there is none. One older than the index (re-indexed since the
+    scan) has not seen the index's new files: refused unless old_scan."""
     path = os.path.join(os.path.dirname(os.path.abspath(index)), 'exclude.txt')
     if not os.path.exists(path):
         return path, None
+    if not old_scan and os.path.getmtime(path) < os.path.getmtime(index):
+        raise UserError(f'{path} is older than {index}: files indexed since the data scan are unchecked; scan again '
+                        f'(python data_dali.py scan {os.path.dirname(path)}: it decodes only the new files) or pass '
+                        f'--old-scan to use it as it is')
     with open(path) as f:
         head = [line.rstrip('\n') for line in f if line.startswith('#')]
     if f'# root\t{root}' not in head:
@@ -105,12 +110,12 @@ def read_exclude(index, root):
     return path, {r[0]: r[-1] for r in read_tsv(path)}
 
 
-def load_index(index):
+def load_index(index, old_scan=False):
     """(root, group() of the index, {wnid: files left out} or None) for every `make`: the index less the files the
     data scan excluded. DALI stops the whole pipeline on a file it cannot decode, and cannot skip one (issue 8);
     leaving them out here, once and before any draw, keeps them out of every subset and every draw."""
     root, rows = read_index(index)
-    path, excluded = read_exclude(index, root)
+    path, excluded = read_exclude(index, root, old_scan)
     if excluded is None:
         print(f'note: no data scan beside the index ({path} is missing), so a file DALI cannot decode would stop '
               f'training; to find such files: python data_dali.py scan {os.path.dirname(os.path.abspath(index))}')
@@ -613,7 +618,7 @@ def paper_plan():
 
 def write_paper(args):
     t0 = time.time()
-    root, g, left_out = load_index(args.index)
+    root, g, left_out = load_index(args.index, getattr(args, 'old_scan', False))
     missing = sorted(set(ilsvrc_leaves()) - set(g['train']))
     if missing:
         # Most of them could be made, but a draw of 500 classes from fewer, or a split missing half its side,
@@ -658,6 +663,8 @@ def get_args_parser():
     common.add_argument('--per-class', type=ranged(int, 1), default=None,
                         help='draw N training images of every ImageNet class (paper Fig. 1)')
     common.add_argument('--seed', type=ranged(int, 0), default=0, help='seed of every random draw (images, classes, random split)')
+    common.add_argument('--old-scan', action='store_true',
+                        help='use an exclude.txt older than the index (made before a re-index) as it is')
     common.add_argument('--if-short', default='error', choices=('error', 'all'),
                         help='a class with fewer than --per-class images: stop, or take all it has (recorded in meta.json)')
     m = sub.add_parser('make', help='write one subset from an index')
@@ -682,6 +689,7 @@ def get_args_parser():
     pp.add_argument('--index', default='subsets/index.tsv')
     pp.add_argument('--out', default=None, help='folder for the subsets (default: the index folder)')
     pp.add_argument('--seed', type=ranged(int, 0), default=0)
+    pp.add_argument('--old-scan', action='store_true', help='use an exclude.txt older than the index as it is')
     return p
 
 
@@ -707,7 +715,7 @@ def main(args):
         n_classes = len({r[2] for r in rows})
         print(f'indexed {n_train} train + {len(rows) - n_train} val images of {n_classes} classes -> {path}')
     elif args.cmd == 'make':
-        root, g, left_out = load_index(args.index)
+        root, g, left_out = load_index(args.index, getattr(args, 'old_scan', False))
         out, meta = make(args.kind, args, root, g, out=args.out, left_out=left_out)
         print(summary(out, meta))
     elif args.cmd == 'taxonomies':

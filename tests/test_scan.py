@@ -177,6 +177,14 @@ def test_scan_resumes_excludes_and_the_pipeline_decodes_everything_left(scanned)
     wnid = open(os.path.join(one, 'leaf_to_class.tsv')).read().split('\t')[0]
     assert json.load(open(os.path.join(one, 'meta.json')))['excluded'] == sum(f'/{wnid}/' in r for r in broken)
 
+    # Re-indexed after the scan: the exclude list has not seen the new files, and make says so (one line)
+    run('subsets.py', 'index', '--imagenet', root, '--out', idx)
+    p = run('subsets.py', 'make', 'full', '--index', os.path.join(idx, 'index.tsv'), check=False)
+    assert p.returncode == 2 and f'{exclude} is older than' in p.stderr and '--old-scan' in p.stderr, p.stderr
+    run('subsets.py', 'make', 'full', '--index', os.path.join(idx, 'index.tsv'), '--old-scan')
+    run(*scan, idx)  # the scan again: nothing new to decode, a fresh exclude.txt
+    run('subsets.py', 'make', 'full', '--index', os.path.join(idx, 'index.tsv'))
+
     # The real DALI pipeline decodes every file left, in every mode the training and evaluation use.
     for manifest, train, style in (('train', False, 'caffe'), ('val', False, 'caffe'), ('train', True, 'caffe'),
                                    ('train', True, 'inception')):
