@@ -390,7 +390,12 @@ def probe(path, max_pixels):
     libnvimgcodec and codec extensions of the nvidia-nvimgcodec wheel, so a CPU decode with nvImageCodec fails
     exactly where the CPU pipeline would stop (GIF, truncated data, ...). Pillow only describes the file: format
     and mode (RGB, L, CMYK, P...) from the header, and width x height as stored, before any EXIF rotation."""
-    size, fmt, mode, w, h = os.path.getsize(path), '', '', 0, 0
+    try:
+        size, fmt, mode, w, h = os.path.getsize(path), '', '', 0, 0
+        with open(path, 'rb') as f:
+            f.read(1)
+    except OSError as e:  # missing, unreadable (permissions), a folder: broken for the pipeline too
+        return 0, '', '', 0, 0, f'cannot read it: {e.strerror or e}'
     try:
         with Image.open(path) as im:  # the header only
             fmt, mode, (w, h) = im.format, im.mode, im.size

@@ -211,3 +211,13 @@ def test_odd_files_decode_to_the_right_pixels(scanned, tmp_path):
         # Measured: equal up to float rounding (1e-5; Pillow and nvImageCodec both decode with libjpeg-turbo). A
         # wrong rotation or mirroring of these quadrants is 170 levels off on average, an inverted CMYK 255.
         assert np.abs(got - ref).mean() < 3, (name, np.abs(got - ref).mean())
+
+
+def test_scan_records_missing_files_as_broken(scanned, tmp_path):
+    # a manifest naming a file that is gone: a broken row (and excluded), not a crash
+    manifest = tmp_path / 'm.txt'
+    manifest.write_text(f'train/{A}/{A}_0.JPEG 0\ntrain/{A}/gone.JPEG 0\n')
+    p = run('data_dali.py', 'scan', str(manifest), '--root', scanned['root'], '--out', str(tmp_path / 'out'), '--workers', '1')
+    assert 'Traceback' not in p.stderr and '1 files excluded' in p.stdout, p.stdout + p.stderr
+    excluded = [line.split('\t') for line in open(tmp_path / 'out' / 'exclude.txt') if not line.startswith('#')]
+    assert excluded == [[f'train/{A}/gone.JPEG', 'cannot read it: No such file or directory\n']]
