@@ -6,8 +6,11 @@ import fcntl
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 import torch
 import torch.distributed as dist
@@ -238,6 +241,8 @@ def check_run_dir(out, args_dict, ignore=(), added=None):
     """Refuse to reuse a run directory that holds a run made with other arguments (resume means *same*), or that
     another process is working on (lock_run_dir, held from here to the end of the process).
     added: {argument: value} of arguments added to the code later; an older args.json without one ran with it."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f'--out {out} is a file, not a run directory')
     lock_run_dir(out)
     path = os.path.join(out, 'args.json')
     if not os.path.exists(path):
@@ -253,13 +258,20 @@ def check_run_dir(out, args_dict, ignore=(), added=None):
 
 def start_run_dir(out, args_dict):
     """Create the run directory and record how the run was made. Call only after the inputs are validated,
-    so a mistake never leaves a half-made run directory behind."""
-    os.makedirs(out, exist_ok=True)
+    so a mistake never leaves a half-made run directory behind; a write that fails (read-only, full) is one line,
+    and a directory this call created goes again."""
+    created = not os.path.exists(out)
     sha, diff = git_state()
     args_dict = dict(args_dict, git_sha=sha)
-    write_atomic(os.path.join(out, 'args.json'), json.dumps(args_dict, indent=1, sort_keys=True) + '\n')
-    if diff:
-        write_atomic(os.path.join(out, 'git.diff'), diff + '\n')
+    try:
+        os.makedirs(out, exist_ok=True)
+        write_atomic(os.path.join(out, 'args.json'), json.dumps(args_dict, indent=1, sort_keys=True) + '\n')
+        if diff:
+            write_atomic(os.path.join(out, 'git.diff'), diff + '\n')
+    except OSError as e:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise UserError(f'could not write the run directory {out}: {e.strerror or e}') from None
     return sha
 
 
@@ -271,10 +283,15 @@ def print_args(args_dict, sha):
 
 def write_atomic(path, text):
     tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk, Ctrl-C: no half-written temporary left behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)
 
 
@@ -345,11 +362,21 @@ def save_checkpoint(path, ckpt, keep=1):
             raise cause from None
         raise
     names = checkpoint_paths(path, keep)
-    for older, newer in reversed(list(zip(names[1:], names[:-1]))):
-        if os.path.exists(newer):
-            os.replace(newer, older)
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    _fsync_dir(path)
+    # Ctrl-C waits for the renames: between the shift and the last rename the newest checkpoint is only the temporary
+    interrupted = []
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1)) if main else None
+    try:
+        for older, newer in reversed(list(zip(names[1:], names[:-1]))):
+            if os.path.exists(newer):
+                os.replace(newer, older)
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+        _fsync_dir(path)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def load_checkpoint(path):
@@ -399,11 +426,16 @@ class RunLog:
         self.tb = SummaryWriter(os.path.join(out, 'tb'), purge_step=purge_step)
 
     def log(self, step, **scalars):
-        self.jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
-        self.jsonl.flush()
-        for k, v in scalars.items():
-            if isinstance(v, (int, float)):
-                self.tb.add_scalar(k, v, step)
+        try:
+            self.jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
+            self.jsonl.flush()
+            for k, v in scalars.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, step)
+        except OSError as e:  # a full disk, a read-only remount: the checkpoints written so far are intact
+            raise UserError(f'could not write the log of {os.path.dirname(self.jsonl.name)} at iteration {step}: '
+                            f'{e.strerror or e}; every checkpoint is intact: free space and run the same command to '
+                            'resume') from None
 
     def close(self):
         self.jsonl.close()

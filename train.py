@@ -320,62 +320,62 @@ def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, valida
     bar = tqdm(total=total, initial=step, disable=not is_main, dynamic_ncols=True, desc='train',
                mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets a line every 30 s, not every step
     metrics = None
-    while step < total:
-        t0 = time.perf_counter()
-        for batch in train_loader:
-            t_wait += time.perf_counter() - t0
-            lr = engine.lr_at(step, args.lr, total, args.schedule, milestones, args.gamma, warmup)
-            for g in optimizer.param_groups:
-                g['lr'] = lr * g['lr_mult']
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-                loss = loss_of(batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if args.clip_grad:
-                scaler.unscale_(optimizer)  # clip the true gradient, not the fp16 loss-scaled one
-                grad_norm = torch.maximum(grad_norm, torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad))
-            scaler.step(optimizer)
-            scaler.update()
-            loss = loss.detach()
-            nonfinite |= ~torch.isfinite(loss)  # checked at log and save steps: no sync per iteration
-            loss_sum += loss
-            step += 1
-            n_window += 1
-            bar.update(1)
-
-            if step % args.log_every == 0 or step == total:
-                stop_if_nonfinite()
-                dt = time.perf_counter() - t_window
-                rec = {'loss': loss_sum.item() / n_window, 'lr': lr, 'epoch': epoch,
-                       'images_per_s': n_window * args.batch_size / dt, 'data_wait': t_wait / dt}
-                if args.clip_grad:
-                    rec['grad_norm_max'] = grad_norm.item()
-                    grad_norm.zero_()
-                if is_main:
-                    log.log(step, **rec)
-                    bar.set_postfix(loss=f'{rec["loss"]:.3f}', lr=f'{lr:.2g}', wait=f'{rec["data_wait"]:.0%}')
-                loss_sum.zero_()
-                n_window, t_wait, t_window = 0, 0.0, time.perf_counter()
-            # Save before validating: a validation that fails (a broken test image) then costs no training
-            if step % args.save_every == 0 or step == total:
-                stop_if_nonfinite()  # never overwrite a good checkpoint with a diverged one
-                save()
-            if step % args.eval_every == 0 or step == total:
-                try:
-                    metrics, line = validate()
-                except BaseException:  # a broken val image (a UserError), Ctrl-C: the bar must not print after it
-                    bar.close()
-                    raise
-                if is_main:
-                    log.log(step, **{f'val/{k}': v for k, v in metrics.items() if isinstance(v, (int, float))})
-                    bar.write(f'iteration {step}: {line}')
-                train_mode()
-                t_window = time.perf_counter()  # evaluation is not training time
-            if step == total:
-                break
+    try:
+        while step < total:
             t0 = time.perf_counter()
-        else:
-            epoch += 1
+            for batch in train_loader:
+                t_wait += time.perf_counter() - t0
+                lr = engine.lr_at(step, args.lr, total, args.schedule, milestones, args.gamma, warmup)
+                for g in optimizer.param_groups:
+                    g['lr'] = lr * g['lr_mult']
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+                    loss = loss_of(batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if args.clip_grad:
+                    scaler.unscale_(optimizer)  # clip the true gradient, not the fp16 loss-scaled one
+                    grad_norm = torch.maximum(grad_norm, torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad))
+                scaler.step(optimizer)
+                scaler.update()
+                loss = loss.detach()
+                nonfinite |= ~torch.isfinite(loss)  # checked at log and save steps: no sync per iteration
+                loss_sum += loss
+                step += 1
+                n_window += 1
+                bar.update(1)
+
+                if step % args.log_every == 0 or step == total:
+                    stop_if_nonfinite()
+                    dt = time.perf_counter() - t_window
+                    rec = {'loss': loss_sum.item() / n_window, 'lr': lr, 'epoch': epoch,
+                           'images_per_s': n_window * args.batch_size / dt, 'data_wait': t_wait / dt}
+                    if args.clip_grad:
+                        rec['grad_norm_max'] = grad_norm.item()
+                        grad_norm.zero_()
+                    if is_main:
+                        log.log(step, **rec)
+                        bar.set_postfix(loss=f'{rec["loss"]:.3f}', lr=f'{lr:.2g}', wait=f'{rec["data_wait"]:.0%}')
+                    loss_sum.zero_()
+                    n_window, t_wait, t_window = 0, 0.0, time.perf_counter()
+                # Save before validating: a validation that fails (a broken test image) then costs no training
+                if step % args.save_every == 0 or step == total:
+                    stop_if_nonfinite()  # never overwrite a good checkpoint with a diverged one
+                    save()
+                if step % args.eval_every == 0 or step == total:
+                    metrics, line = validate()
+                    if is_main:
+                        log.log(step, **{f'val/{k}': v for k, v in metrics.items() if isinstance(v, (int, float))})
+                        bar.write(f'iteration {step}: {line}')
+                    train_mode()
+                    t_window = time.perf_counter()  # evaluation is not training time
+                if step == total:
+                    break
+                t0 = time.perf_counter()
+            else:
+                epoch += 1
+    except BaseException:  # a UserError (a broken val image, a full disk), Ctrl-C: the bar must not print after it
+        bar.close()
+        raise
     bar.close()
     if is_main:
         log.close()

@@ -240,3 +240,27 @@ def test_a_failing_validation_costs_no_training(toy, tmp_path):
     p = run(*cmd)
     assert 'resuming from' in p.stdout and 'at iteration 6' in p.stdout  # nothing left to train: it validates
     assert json.loads((tmp_path / 'run' / 'metrics.json').read_text())['step'] == 6
+
+
+def test_a_full_disk_or_a_bad_out_is_one_line(toy, tmp_path):
+    def limited(n):  # a file-size limit: writes past n bytes fail with EFBIG, as on a full disk
+        return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))
+
+    # at the start: args.json cannot be written; no run directory is left
+    out = tmp_path / 'start'
+    p = subprocess.run([sys.executable, *args(toy, out)], cwd=ROOT, capture_output=True, text=True, preexec_fn=limited(100))
+    assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == f'error: could not write the run directory {out}: File too large'
+    assert not out.exists()
+    # mid-run: a log write fails (engine.RunLog as train.fit uses it, in a process whose file-size limit is then lowered)
+    out = tmp_path / 'log'
+    out.mkdir()
+    code = (f'import os, resource, engine\nlog = engine.RunLog({str(out)!r})\nlog.log(1, loss=1.0)\n'
+            f'resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize({str(out / "log.jsonl")!r}) + 10,) * 2)\n'
+            'try:\n    log.log(2, loss=2.0, note=1.0)\nexcept engine.UserError as e:\n    print(e)\n')
+    p = run('-c', code)
+    assert p.stdout.startswith(f'could not write the log of {out} at iteration 2: File too large; every checkpoint is intact')
+    # --out that is a file
+    (tmp_path / 'file').write_text('x')
+    p = run(*args(toy, tmp_path / 'file'), check=False)
+    assert p.returncode == 2 and p.stderr.strip() == f'error: --out {tmp_path / "file"} is a file, not a run directory'
