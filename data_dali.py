@@ -26,7 +26,7 @@ from collections import Counter
 import numpy as np
 import torch
 from datasets import read_manifest, scan_imagenet
-from engine import UserError, ranged, run_main, write_atomic
+from engine import UserError, ranged, read_json, run_main, write_atomic
 from nvidia import nvimgcodec
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
@@ -469,8 +469,7 @@ def scan_inputs(target, root=None, out=None):
         meta = os.path.join(folder, 'meta.json')
         if not os.path.exists(meta):
             raise UserError(f'no meta.json beside {target} to say where its images are; pass --root')
-        with open(meta) as f:
-            root = json.load(f)['root']
+        root = read_json(meta, ['root'])['root']
     up = os.path.dirname(folder)
     return root, paths, out or (up if os.path.exists(os.path.join(up, 'index.tsv')) else folder)
 

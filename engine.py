@@ -247,9 +247,7 @@ def check_run_dir(out, args_dict, ignore=(), added=None):
     path = os.path.join(out, 'args.json')
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        old = json.load(f)
-    old = {**(added or {}), **old}
+    old = {**(added or {}), **read_json(path, fix='delete the run directory to start over, or pass another --out')}
     diff = {k: (old.get(k), v) for k, v in args_dict.items() if k not in ignore and old.get(k) != v}
     if diff:
         shown = ', '.join(f'--{k.replace("_", "-")} {a!r} -> {b!r}' for k, (a, b) in sorted(diff.items()))
@@ -279,6 +277,22 @@ def print_args(args_dict, sha):
     print(f'git {sha}')
     for k in sorted(args_dict):
         print(f'  {k}: {args_dict[k]}')
+
+
+def read_json(path, keys=(), fix='remake it'):
+    """The JSON record (an object) a wmig script wrote at `path`, with `keys`, or a one-line UserError naming the file
+    and what to do (`fix`) when it is unreadable, damaged, or not such a record: never a traceback."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except OSError as e:
+        raise UserError(f'cannot read {path}: {e.strerror or e}') from None
+    except ValueError as e:
+        raise UserError(f'{path} is damaged (not JSON: {e}); {fix}') from None
+    missing = [k for k in keys if k not in obj] if isinstance(obj, dict) else ['an object']
+    if missing:
+        raise UserError(f'{path} is damaged (no {missing[0]!r}); {fix}')
+    return obj
 
 
 def write_atomic(path, text):

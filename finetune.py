@@ -191,8 +191,7 @@ def classification_data(args):
         return args.data, names, train_rows, val, test
     # manifest: a subsets.py folder; its val.txt (ImageNet val) is the test set
     subset = need_subset(args)
-    with open(os.path.join(subset, 'meta.json')) as f:
-        root = json.load(f)['root']
+    root = engine.read_json(os.path.join(subset, 'meta.json'), ['root'])['root']
     names = [r[1] for r in read_tsv(os.path.join(subset, 'classes.tsv'))[1:]]
     train_rows, val = hold_out(read_manifest(os.path.join(subset, 'train.txt')), args.val_fraction, args.seed)
     return root, names, train_rows, val, read_manifest(os.path.join(subset, 'val.txt'))
@@ -365,8 +364,7 @@ def run_training(args, rest, data_dir, out):
                       targs.width, targs.weight_init)
     model.load_state_dict(engine.load_checkpoint(os.path.join(out, 'checkpoint.pth'))['model'])
     device, amp = device_and_amp()
-    with open(os.path.join(data_dir, 'meta.json')) as f:
-        root = json.load(f)['root']
+    root = engine.read_json(os.path.join(data_dir, 'meta.json'), ['root'])['root']
     m = engine.evaluate(model.to(device), loader(args, root, os.path.join(data_dir, 'test.txt')), device, amp, 1)
     return {'test_top1': m['top1'], 'test_top5': m['top5'], 'test_mean_class_acc': m['mean_class_acc'], 'test_images': m['n']}
 
@@ -546,8 +544,9 @@ def region_task(args, rest):
                                 'regions': 'grid (R*CNN before issue 15)'})
     metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
     if os.path.exists(metrics_path):
-        print(f'{out} is finished: {open(metrics_path).read().strip()}')
-        return out, None if os.path.exists(os.path.join(out, 'transfer.json')) else json.load(open(metrics_path))
+        print(f'{out} is finished: {json.dumps(engine.read_json(metrics_path, fix="delete it and run the same command"), sort_keys=True)}')
+        return out, None if os.path.exists(os.path.join(out, 'transfer.json')) else engine.read_json(
+            metrics_path, fix='delete it and run the same command: the final checkpoint is tested again')
     ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, targs.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
     grid = not det and args.regions == 'grid'
     if not det and not grid:
@@ -685,8 +684,7 @@ def linear_probe(args, model, root, data_dir, num_classes):
 
 def knn_task(args, model, src):
     subset = need_subset(args)
-    with open(os.path.join(subset, 'meta.json')) as f:
-        root = json.load(f)['root']
+    root = engine.read_json(os.path.join(subset, 'meta.json'), ['root'])['root']
     leaves = {r[0] for r in read_tsv(os.path.join(subset, 'leaf_to_class.tsv'))} if os.path.exists(os.path.join(subset, 'leaf_to_class.tsv')) else set()
     seen = src.get('subset') and os.path.join(src['subset'], 'leaf_to_class.tsv')
     if leaves and seen and os.path.exists(seen):
@@ -724,8 +722,7 @@ def topk_hits_from_neighbours(neighbour_labels, labels):
 def coarse_fine(args, model, src, out):
     import subsets  # WordNet is needed here only
     subset = need_subset(args)
-    with open(os.path.join(subset, 'meta.json')) as f:
-        root = json.load(f)['root']
+    root = engine.read_json(os.path.join(subset, 'meta.json'), ['root'])['root']
     wnids = [r[1] for r in read_tsv(os.path.join(subset, 'classes.tsv'))[1:]]
     if models.head(model).out_features != len(wnids):
         raise UserError(f'the network has {models.head(model).out_features} outputs, {subset} {len(wnids)} classes: '

@@ -103,8 +103,7 @@ def check_args(args):
     if args.data_root is None:
         if not os.path.isfile(meta_path):
             raise UserError(f'{meta_path} not found; pass --data-root')
-        with open(meta_path) as f:
-            args.data_root = json.load(f)['root']
+        args.data_root = engine.read_json(meta_path, ['root'])['root']
     if not os.path.isdir(args.data_root):
         raise UserError(f'image root not found: {args.data_root}')
     num_classes = len(read_tsv(os.path.join(args.subset, 'classes.tsv'))) - 1  # minus the header
@@ -152,14 +151,8 @@ def main(args):
     engine.check_run_dir(args.out, args_dict, ignore=RESUME_MAY_CHANGE, added=ADDED_LATER)
     metrics_path, ckpt_path = os.path.join(args.out, 'metrics.json'), os.path.join(args.out, 'checkpoint.pth')
     if os.path.exists(metrics_path):
-        try:
-            with open(metrics_path) as f:
-                finished = json.load(f)
-            if not isinstance(finished, dict):
-                raise ValueError('not a record')
-        except (OSError, ValueError):
-            raise UserError(f'{metrics_path} is damaged (not a JSON record); delete it and run the same command: the '
-                            f'finished run is validated again from its last checkpoint') from None
+        finished = engine.read_json(metrics_path, fix='delete it and run the same command: the finished run is '
+                                                      'validated again from its last checkpoint')
         if is_main:
             print(f'{args.out} is finished: {json.dumps(finished, sort_keys=True)}')
         return

@@ -42,6 +42,7 @@ def get_args_parser():
     p.add_argument('tree', help='the --out folder of the experiment scripts (holds plans/ and the run directories)')
     p.add_argument('--out', default='report', help='report folder')
     p.add_argument('--no-hparams', action='store_true', help='skip the TensorBoard HParams summary (saves importing torch)')
+    p.add_argument('--strict', action='store_true', help='exit with status 1 when a result, plan or args file is damaged')
     return p
 
 
@@ -49,12 +50,24 @@ def get_args_parser():
 # Reading results
 
 
+DAMAGED = {}  # path -> why, of every file the report found but could not read as the record it should be
+
+
 def read_json(path):
+    """The JSON object at `path`; None when there is none. A file that is there but unreadable, not JSON or not an
+    object is recorded in DAMAGED (the report lists them, and --strict fails on them) and also reads as None."""
+    if not os.path.exists(path):
+        return None
     try:
         with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+            obj = json.load(f)
+    except (OSError, ValueError) as e:
+        DAMAGED[path] = f'{type(e).__name__}: {e}'
         return None
+    if not isinstance(obj, dict):
+        DAMAGED[path] = 'not a JSON object'
+        return None
+    return obj
 
 
 def load_plans(tree):
@@ -64,10 +77,17 @@ def load_plans(tree):
 
 
 def value(tree, run, col):
-    """The column's metric of one run directory, or None when it has not finished."""
-    r = read_json(os.path.join(tree, run, col['file'])) if run else None
+    """The column's metric of one run directory, None when it has not finished, or 'damaged' when its result file
+    is there but damaged (or lacks the metric)."""
+    path = os.path.join(tree, run, col['file']) if run else None
+    r = read_json(path) if run else None
+    if path in DAMAGED:
+        return 'damaged'
     v = r.get(col['metric']) if r else None
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if r is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
+        DAMAGED[path] = f'no number {col["metric"]!r}'
+        return 'damaged'
+    return v
 
 
 def labels_in_order(plan):
@@ -95,9 +115,10 @@ def collect(tree, plan):
         for col in plan['columns']:
             runs = [r['runs'].get(col['key']) for r in rows]
             planned = [run for run in runs if run]
-            vals = [v for v in (value(tree, run, col) for run in planned) if v is not None]
+            got = [value(tree, run, col) for run in planned]
+            vals = [v for v in got if v is not None and v != 'damaged']
             table[label][col['key']] = {'values': vals, 'planned': len(planned), 'paper': col['paper'].get(paper_label),
-                                        'paper_label': paper_label}
+                                        'paper_label': paper_label, 'damaged': got.count('damaged')}
     return table, xs
 
 
@@ -115,8 +136,9 @@ def fmt_cell(cell):
     vals = cell['values']
     if not cell['planned']:
         return 'not run'
+    bad = f', {cell["damaged"]} damaged' if cell.get('damaged') else ''
     if not vals:
-        return f'pending (0/{cell["planned"]})'
+        return f'pending (0/{cell["planned"]}){bad}'
     m, s = mean_std(vals)
     if s is not None:
         text = f'{m:.1f} ± {s:.1f}'
@@ -126,7 +148,7 @@ def fmt_cell(cell):
         text += f' (n={len(vals)})'
     if len(vals) < cell['planned']:
         text += f', {len(vals)}/{cell["planned"]} done'
-    return text
+    return text + bad
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -381,8 +403,12 @@ def find_runs(tree):
             kind, result, status = 'transfer', '', progress(d, args)
         else:
             kind = 'pre-training'
-            result = f'val top-1 {metrics["val_top1"]:.2f}' if metrics else ''
+            top1 = metrics.get('val_top1') if metrics else None
+            result = f'val top-1 {top1:.2f}' if isinstance(top1, (int, float)) else ''
             status = 'finished' if metrics else progress(d, args)
+        bad = [f for f in ('args.json', 'metrics.json', 'transfer.json') if os.path.join(d, f) in DAMAGED]
+        if bad:
+            status = f'damaged ({", ".join(bad)})'
         out.append((os.path.relpath(d, tree), args, kind, result, status))
     return out
 
@@ -431,6 +457,7 @@ def write_hparams(tree, plans, out):
 
 
 def report(tree, out, hparams=True):
+    DAMAGED.clear()
     os.makedirs(out, exist_ok=True)
     plans = load_plans(tree)
     if not plans:
@@ -492,9 +519,15 @@ def report(tree, out, hparams=True):
         md += ['## TensorBoard', '', f'{n} rows with results are in the HParams summary: '
                f'`tensorboard --logdir {os.path.join(out, "hparams")}` (HParams tab); the training curves of each '
                f'run are in its own `tb/`: `tensorboard --logdir {tree}`.', '']
+    if DAMAGED:
+        md += ['## Damaged files', '', 'Present but unreadable as the record they should be; their runs count as '
+               '"damaged", not as results. Remake them (the run\'s own command) or move them away.', '']
+        md += [f'- `{os.path.relpath(p, tree)}`: {why}' for p, why in sorted(DAMAGED.items())] + ['']
     with open(os.path.join(out, 'report.md'), 'w') as f:
         f.write('\n'.join(md))
     print(f'{os.path.join(out, "report.md")}: {len(plans)} figures and tables, {len(runs)} runs')
+    for p, why in sorted(DAMAGED.items()):
+        print(f'warning: damaged: {p}: {why}', file=sys.stderr)
     return os.path.join(out, 'report.md')
 
 
@@ -503,3 +536,5 @@ if __name__ == '__main__':
     if not os.path.isdir(a.tree):
         sys.exit(f'error: no such folder: {a.tree}')
     report(a.tree, a.out, not a.no_hparams)
+    if a.strict and DAMAGED:
+        sys.exit(f'error: {len(DAMAGED)} damaged files (listed above and in the report); --strict')

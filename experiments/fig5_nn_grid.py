@@ -60,8 +60,7 @@ def neighbours_main(argv):
         a = argparse.Namespace(init=args.init, arch=None, width=None, crop=None, resize=None, workers=args.workers,
                                eval_batch_size=100)
         model, _ = finetune.network(a)
-        with open(os.path.join(args.subset, 'meta.json')) as f:
-            root = json.load(f)['root']
+        root = engine.read_json(os.path.join(args.subset, 'meta.json'), ['root'])['root']
         wnid = {int(r[0]): r[1] for r in read_tsv(os.path.join(args.subset, 'classes.tsv'))[1:]}
         coarse = subsets.taxonomy('top-down', 127)
         train, val = (read_manifest(os.path.join(args.subset, f'{s}.txt')) for s in ('train', 'val'))

@@ -253,6 +253,18 @@ def test_report_on_a_fixture_tree(toy, tmp_path):
     assert len(events) > 20  # one per row and seed, plus the top-level file
     # idempotent: a second report over the same tree gives the same text (the hparams folder is rewritten)
     assert open(report.report(str(tree), out)).read() == md
+    # damaged files are marked, never read as results; --strict fails on them
+    (tree / 'full-alexnet-s0' / 'metrics.json').write_text('{"val_top1": 4')  # cut short
+    (tree / 'full-alexnet-s0' / 'sun397-s1-finetune' / 'transfer.json').write_text('[]')
+    p = run('eval/report.py', str(tree), '--out', out, '--no-hparams', check=False)
+    assert p.returncode == 0 and 'warning: damaged: ' in p.stderr
+    md = open(os.path.join(out, 'report.md')).read()
+    assert '## Damaged files' in md and '`full-alexnet-s0/metrics.json`: JSONDecodeError' in md
+    assert '`full-alexnet-s0/sun397-s1-finetune/transfer.json`: not a JSON object' in md
+    assert re.search(r'\| full-alexnet-s0 \| pre-training \| damaged \(metrics.json\)', md)
+    assert 'damaged' in md.split('## Fig. 1')[1].split('## ')[0]
+    p = run('eval/report.py', str(tree), '--out', out, '--no-hparams', '--strict', check=False)
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1] == 'error: 2 damaged files (listed above and in the report); --strict'
 
 
 def test_report_cli_and_spearman(tmp_path):
