@@ -237,9 +237,25 @@ def lock_run_dir(out):
     _LOCKS[key] = f
 
 
+PATH_ARGS = ('subset', 'out', 'data_root', 'init')  # compared resolved: a relative and an absolute spelling are one run
+MANIFEST_KEY = 'train_sha256'  # the run's identity covers what it trains on, not only where that lives
+
+
+def resolved(args_dict):
+    """args_dict with its paths absolute (not 'scratch' or a library's weight tag)."""
+    out = dict(args_dict)
+    for k in PATH_ARGS:
+        v = out.get(k)
+        if isinstance(v, str) and v != 'scratch' and not v.startswith(('torchvision:', 'timm:')):
+            out[k] = os.path.abspath(v)
+    return out
+
+
 def check_run_dir(out, args_dict, ignore=(), added=None):
     """Refuse to reuse a run directory that holds a run made with other arguments (resume means *same*), or that
-    another process is working on (lock_run_dir, held from here to the end of the process).
+    another process is working on (lock_run_dir, held from here to the end of the process). Paths compare resolved;
+    the sha256 of the training manifest (MANIFEST_KEY, when args_dict has it) is compared when the old run recorded
+    one, so a rewritten train.txt is another run.
     added: {argument: value} of arguments added to the code later; an older args.json without one ran with it."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f'--out {out} is a file, not a run directory')
@@ -247,8 +263,14 @@ def check_run_dir(out, args_dict, ignore=(), added=None):
     path = os.path.join(out, 'args.json')
     if not os.path.exists(path):
         return
-    old = {**(added or {}), **read_json(path, fix='delete the run directory to start over, or pass another --out')}
-    diff = {k: (old.get(k), v) for k, v in args_dict.items() if k not in ignore and old.get(k) != v}
+    old = resolved({**(added or {}), **read_json(path, fix='delete the run directory to start over, or pass another --out')})
+    new = resolved(args_dict)
+    if MANIFEST_KEY not in old:  # made before runs recorded it
+        new.pop(MANIFEST_KEY, None)
+    diff = {k: (old.get(k), v) for k, v in new.items() if k not in ignore and old.get(k) != v}
+    if MANIFEST_KEY in diff:
+        raise UserError(f'{out} was trained on another {args_dict.get("subset", "")}/train.txt (its sha256 differs); '
+                        f'pass another --out, or restore the manifest it was made with')
     if diff:
         shown = ', '.join(f'--{k.replace("_", "-")} {a!r} -> {b!r}' for k, (a, b) in sorted(diff.items()))
         raise UserError(f'{out} holds a run made with other arguments ({shown}); pass another --out, or delete it to start over')

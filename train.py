@@ -10,6 +10,7 @@ checkpoint.pth and, at the end, metrics.json. Running the same command again res
 on a finished run it only prints the result.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -68,7 +69,7 @@ def get_args_parser():
     p.add_argument('--epochs', type=ranged(int, 1), default=None, help='training length in epochs; --lr-steps and --warmup then count epochs')
     p.add_argument('--schedule', default='step', choices=('step', 'cosine', 'constant'))
     p.add_argument('--lr-steps', type=ranged(int, 1), nargs='*', default=[100000, 200000, 300000, 400000], help='x gamma at each (iterations, or epochs with --epochs)')
-    p.add_argument('--gamma', type=ranged(float, 0, 1, lo_open=True), default=0.1)
+    p.add_argument('--gamma', type=ranged(float, 0, lo_open=True), default=0.1)
     p.add_argument('--warmup', type=ranged(int, 0), default=0, help='linear warm-up length (iterations, or epochs with --epochs)')
     # Off in the paper's recipe (Caffe's solver has no clipping); the toy recipe needs it (experiments/common.py TOY_PRETRAIN)
     p.add_argument('--clip-grad', type=ranged(float, 0, lo_open=True), default=None, help='clip the global gradient norm to this (Pascanu et al. 2013; nanoGPT: 1.0)')
@@ -147,7 +148,8 @@ def main(args):
     if batch > counts['train'] // world:
         raise UserError(f'--batch-size {args.batch_size} is larger than the {counts["train"]} training images')
     args.out = args.out or os.path.join('runs', f'{os.path.basename(os.path.normpath(args.subset))}-{args.arch.replace(":", "-")}')
-    args_dict = {k: v for k, v in vars(args).items()}
+    with open(os.path.join(args.subset, 'train.txt'), 'rb') as f:  # the run's identity: what it trains on
+        args_dict = {**engine.resolved(vars(args)), engine.MANIFEST_KEY: hashlib.sha256(f.read()).hexdigest()}
     engine.check_run_dir(args.out, args_dict, ignore=RESUME_MAY_CHANGE, added=ADDED_LATER)
     metrics_path, ckpt_path = os.path.join(args.out, 'metrics.json'), os.path.join(args.out, 'checkpoint.pth')
     if os.path.exists(metrics_path):

@@ -264,3 +264,24 @@ def test_a_full_disk_or_a_bad_out_is_one_line(toy, tmp_path):
     (tmp_path / 'file').write_text('x')
     p = run(*args(toy, tmp_path / 'file'), check=False)
     assert p.returncode == 2 and p.stderr.strip() == f'error: --out {tmp_path / "file"} is a file, not a run directory'
+
+
+def test_run_identity_resolves_paths_and_covers_the_manifest(toy, tmp_path):
+    short = ['--batch-size', '16', '--iters', '4', '--lr-steps', '3', '--save-every', '4', '--eval-every', '4', '--log-every', '2']
+    subset = tmp_path / 'subset'
+    subset.mkdir()
+    for f in ('train.txt', 'val.txt', 'classes.tsv', 'meta.json'):
+        (subset / f).write_bytes(open(os.path.join(toy['subset'], f), 'rb').read())
+    out = tmp_path / 'run'
+    rel = os.path.relpath(subset, ROOT)
+    run('train.py', '--subset', rel, '--out', os.path.relpath(out, ROOT), *TINY, *short)
+    # the same run spelled with absolute paths: the same run (finished, printed)
+    p = run('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short)
+    assert f'{out} is finished' in p.stdout
+    # its training manifest rewritten (half the lines): another run, refused by name
+    lines = (subset / 'train.txt').read_text().splitlines(keepends=True)
+    (subset / 'train.txt').write_text(''.join(lines[::2]))
+    (out / 'metrics.json').unlink()  # even unfinished, it may not resume on other data
+    p = run('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short, check=False)
+    assert p.returncode == 2 and p.stderr.strip() == (f'error: {out} was trained on another {subset}/train.txt (its sha256 '
+                                                      'differs); pass another --out, or restore the manifest it was made with')
