@@ -76,7 +76,9 @@ TOY_PRETRAIN = ['--batch-size', '32', '--lr', '0.015', '--clip-grad', '10', '--s
 # paper gives every subset Caffe's 450K iterations, which is long enough for all of them). At one fixed 500
 # iterations the toy's bigger subsets were under-trained and Fig. 1 fell with more data (val top-1, seed 0, 15 /
 # 30 / 60 images a class: 59.0 / 44.0 / 51.8); at 27 epochs the smallest stayed at chance (12.0, 253 iterations).
-# TOY_WORLD_RESULTS
+# At 55 epochs, experiments/toy_world.py --toy --seeds 0 1 2 (2-core CPU, 2026-11-30), mean (seeds 0 / 1 / 2):
+# val top-1 15 / 30 / 60 images a class 67.5 (61.8 / 71.2 / 69.5), 81.6 (83.0 / 80.8 / 81.0), 85.6 (84.5 / 85.5 /
+# 86.8), rising in every seed; pre-trained against scratch: SUN397 57.5 vs 24.6, VOC07 30.8 vs 8.9, VOC12 40.7 vs 27.0.
 TOY_EPOCHS, TOY_MIN_ITERS = 55, 500
 
 
