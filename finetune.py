@@ -42,8 +42,8 @@ import train
 from data_dali import classification_loader, detection_loader
 from datasets import (IMAGE_EXTS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_sun397, read_tsv, read_voc_actions,
                       read_voc_detection)
-from detection import (FasterRCNN, RStarCNN, action_labels, freeze, grid_regions, opencv_selective_search,
-                       selective_search, split_classifier)
+from detection import (FasterRCNN, RStarCNN, action_labels, freeze, generate_anchors, grid_regions,
+                       opencv_selective_search, selective_search, split_classifier)
 from engine import UserError, ranged
 from eval.metrics import action_ap, detection_ap, knn, mean_ap, mean_class_accuracy, per_class_counts, topk_hits
 import models
@@ -193,8 +193,15 @@ def classification_data(args):
     subset = need_subset(args)
     root = engine.read_json(os.path.join(subset, 'meta.json'), ['root'])['root']
     names = [r[1] for r in read_tsv(os.path.join(subset, 'classes.tsv'))[1:]]
-    train_rows, val = hold_out(read_manifest(os.path.join(subset, 'train.txt')), args.val_fraction, args.seed)
-    return root, names, train_rows, val, read_manifest(os.path.join(subset, 'val.txt'))
+    manifests = {}
+    for split in ('train', 'val'):
+        path = os.path.join(subset, f'{split}.txt')
+        manifests[split] = read_manifest(path)
+        bad = next((lab for _, lab in manifests[split] if lab >= len(names)), None)
+        if bad is not None:  # before the hold-out, which would call it a class with too few images
+            raise UserError(f'{path}: label {bad} is out of range for the {len(names)} classes of classes.tsv')
+    train_rows, val = hold_out(manifests['train'], args.val_fraction, args.seed)
+    return root, names, train_rows, val, manifests['val']
 
 
 def need_subset(args):
@@ -512,6 +519,12 @@ def region_task(args, rest):
     """Fine-tune a pre-trained network as a Faster R-CNN (voc07) or an R*CNN (voc12-action) and test it."""
     det = args.task == 'voc07'
     root, names, train_recs, test_recs = region_data(args)
+    if det:  # the anchors are an input too: one that no image can hold would leave the RPN nothing to learn from
+        smallest = generate_anchors(16, scales=(min(args.anchor_scales),))
+        side = (smallest[:, 2:] - smallest[:, :2] + 1).max(1).values.min().item()
+        if side > min(args.scale, args.max_size):
+            raise UserError(f'--anchor-scales {min(args.anchor_scales)}: its smallest anchor is {side:.0f} px, larger than '
+                            f'the {min(args.scale, args.max_size)} px images (--scale); anchors are 16 px x the scale')
     net, _ = network(args, 1)  # the pre-trained layers (checked against --arch); its last layer is dropped
     out = args.out or default_out(args, args.task)
     argv = ['--subset', root, '--out', out, '--arch', args.arch, '--width', str(args.width), '--seed', str(args.seed),

@@ -397,6 +397,11 @@ def test_bad_voc_input(voc, tmp_path):
         assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr
         assert message in p.stderr.strip().splitlines()[-1], (message, p.stderr)
         assert not out.exists()
+    # an input built in memory: anchors no image can hold are refused before anything is written
+    p = run('finetune.py', 'voc07', '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', '--out', str(out),
+            '--anchor-scales', '100', '--scale', '192', check=False)
+    assert p.returncode == 2 and 'its smallest anchor is 1600 px, larger than the 192 px images' in p.stderr, p.stderr
+    assert not out.exists()
 
 
 def test_selective_search_unavailable(voc, tmp_path):

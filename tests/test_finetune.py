@@ -133,7 +133,11 @@ def test_bad_input(toy, pretrained, tmp_path):
     first = (sun / 'Partitions' / 'Training_01.txt').read_text().splitlines()[0]
     os.remove(str(sun) + first)
     torch.save(get_model('resnet18', 10).state_dict(), tmp_path / 'resnet.pth')
+    subset = tmp_path / 'subset'  # a manifest with a label past its classes.tsv
+    shutil.copytree(toy['subset'], subset)
+    (subset / 'train.txt').write_text((subset / 'train.txt').read_text().replace(' 3\n', ' 20\n', 1))
     cases = [
+        (['manifest', '--subset', str(subset), '--init', ckpt], f'{subset / "train.txt"}: label 20 is out of range for the 20'),
         (['sun397', '--sun-root', str(sun), '--split', '3', '--init', ckpt], 'split file not found'),
         (['sun397', '--sun-root', str(sun), '--init', ckpt], 'Training_01.txt:1: image not found'),
         (['sun397', '--sun-root', os.path.join(toy['root'], 'SUN397'), '--init', str(tmp_path / 'resnet.pth'), '--arch', 'alexnet'],
