@@ -3,6 +3,7 @@ atomic checkpoints, logging, and the one-line error for a user's mistake. No Tra
 stay in the scripts."""
 import argparse
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -10,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 
 import torch
@@ -209,27 +211,28 @@ _LOCKS = {}  # run directory -> the open lock file this process holds until it e
 
 
 def lock_run_dir(out):
-    """Make this process the only one working on the run directory OUT until it exits: an exclusive flock on
-    OUT's hidden sibling `.NAME.lock` (OUT itself may not exist yet, and nothing goes into it before the inputs are
-    checked). The OS releases it on any exit, kill -9 included. A second process is refused in one line naming the
-    holder's PID. Re-entrant within a process (finetune.py calls train.main on its own run); rank 0 only."""
+    """Make this process the only one working on the run directory OUT until it exits: an exclusive flock on a lock
+    file named after OUT's resolved path in the temporary folder (nothing is written beside OUT, which may not exist
+    yet: nothing goes there before the inputs are checked). The OS releases it on any exit, kill -9 included. A
+    second process is refused in one line naming the holder's PID. Re-entrant within a process (finetune.py calls
+    train.main on its own run); rank 0 only. One machine's processes: flock does not span hosts."""
     key = os.path.realpath(out)
     if key in _LOCKS or int(os.environ.get('RANK', 0)) != 0:
         return
-    parent, name = os.path.split(key)
-    path = os.path.join(parent, f'.{name}.lock')
+    folder = os.path.join(tempfile.gettempdir(), 'wmig-locks')
+    path = os.path.join(folder, hashlib.sha1(key.encode()).hexdigest()[:20] + '.lock')
     try:
-        os.makedirs(parent, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         f = open(path, 'a+')
     except OSError as e:
-        raise UserError(f'cannot use {out}: {e.strerror} ({path})') from None
+        raise UserError(f'cannot lock {out}: {e.strerror or e} ({path})') from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0)
         holder = f.read().strip() or 'another process'
         f.close()
-        raise UserError(f'{out} is in use by process {holder} (lock {path}); wait for it to end or pick another --out') from None
+        raise UserError(f'{out} is in use by process {holder}; wait for it to end or pick another --out') from None
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))

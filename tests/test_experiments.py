@@ -305,7 +305,9 @@ def test_end_to_end_toy_plan_with_resume(toy, tmp_path):
     driver.write_text(DRIVER.format(experiments=os.path.join(ROOT, 'experiments')))
     out = tmp_path / 'p'
     cmd = [sys.executable, str(driver), '--toy', '--data-root', toy['root'], '--index', toy['index'], '--out', str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT at its default in the runner even when pytest itself runs in the background (where it is ignored)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = out / 'full-alexnet-s0' / 'checkpoint.pth'
     t0 = time.time()
     while not ckpt.exists() and proc.poll() is None and time.time() - t0 < 120:
