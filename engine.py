@@ -244,10 +244,10 @@ PATH_ARGS = ('subset', 'out', 'data_root', 'init')  # compared resolved: a relat
 MANIFEST_KEY = 'train_sha256'  # the run's identity covers what it trains on, not only where that lives
 
 
-def resolved(args_dict):
-    """args_dict with its paths absolute (not 'scratch' or a library's weight tag)."""
+def resolved(args_dict, keys=PATH_ARGS):
+    """args_dict with the paths under `keys` absolute (not 'scratch' or a library's weight tag)."""
     out = dict(args_dict)
-    for k in PATH_ARGS:
+    for k in keys:
         v = out.get(k)
         if isinstance(v, str) and v != 'scratch' and not v.startswith(('torchvision:', 'timm:')):
             out[k] = os.path.abspath(v)

@@ -221,10 +221,7 @@ PATH_ARGS = ('init', 'subset', 'data', 'sun_root', 'voc', 'regions_cache')
 def run_identity(args):
     """The arguments that make a finetune.py result, paths resolved (a relative and an absolute spelling of one
     path are one run)."""
-    out = {k: v for k, v in vars(args).items() if k not in RERUN_MAY_CHANGE}
-    for k in PATH_ARGS:
-        if isinstance(out.get(k), str) and out[k] != 'scratch' and not out[k].startswith(('torchvision:', 'timm:')):
-            out[k] = os.path.abspath(out[k])
+    out = engine.resolved({k: v for k, v in vars(args).items() if k not in RERUN_MAY_CHANGE}, PATH_ARGS)
     return json.loads(json.dumps(out))  # tuples as lists, as transfer.json holds them
 
 
@@ -237,12 +234,9 @@ def finished(out, args):
     try:
         with open(path) as f:
             done = json.load(f)
-        old = {k: v for k, v in done['finetune_args'].items() if k not in RERUN_MAY_CHANGE}
+        old = engine.resolved({k: v for k, v in done['finetune_args'].items() if k not in RERUN_MAY_CHANGE}, PATH_ARGS)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise UserError(f'{path} is damaged (not a finetune.py result); move it away to run again') from None
-    for k in PATH_ARGS:
-        if isinstance(old.get(k), str) and old[k] != 'scratch' and not old[k].startswith(('torchvision:', 'timm:')):
-            old[k] = os.path.abspath(old[k])
     new = run_identity(args)
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
