@@ -302,9 +302,10 @@ class DetectionLoader:
     def __iter__(self):
         for _ in range(self.batches):
             idx, _ = self._batch(self.consumed)
-            # the batches in flight (this one and the prefetched), whose files a decode error is looked for in
-            ahead = [self.records[i]['path'] for k in range(3) for i in self._batch(self.consumed + k)[0]]
-            with dali_errors(self.root, [os.path.join(self.root, p) for p in ahead]):
+            # on a decode error, its file is looked for among the batches in flight (this one and the prefetched);
+            # a function, so the hot loop does not list them
+            with dali_errors(self.root, lambda k=self.consumed: [os.path.join(self.root, self.records[i]['path'])
+                                                                 for j in range(3) for i in self._batch(k + j)[0]]):
                 images, rel, info = self.pipe.run()
             self.consumed += 1
             if self.device is None:

@@ -231,12 +231,8 @@ def finished(out, args):
     path = os.path.join(out, 'transfer.json')
     if not os.path.exists(path):
         return False
-    try:
-        with open(path) as f:
-            done = json.load(f)
-        old = engine.resolved({k: v for k, v in done['finetune_args'].items() if k not in RERUN_MAY_CHANGE}, PATH_ARGS)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise UserError(f'{path} is damaged (not a finetune.py result); move it away to run again') from None
+    done = engine.read_json(path, ['finetune_args'], fix='move it away to run again')
+    old = engine.resolved({k: v for k, v in done['finetune_args'].items() if k not in RERUN_MAY_CHANGE}, PATH_ARGS)
     new = run_identity(args)
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:

@@ -213,12 +213,17 @@ class Context:
         else:
             sub = os.path.join(self.out, 'subsets')
             self.index = os.path.join(sub, 'index.tsv')
-            self.index_step = self.add(sub, ['python', 'subsets.py', 'index', '--imagenet', self.imagenet_root, '--out', sub],
-                                       done='index.tsv', kind='index', what='index the ImageNet folders',
-                                       inputs=[(os.path.join(self.imagenet_root, d), 'ImageNet ' + d) for d in ('train', 'val')])
-            # The data scan (issue 8): files DALI cannot decode are left out of every subset.
-            self.add(sub, ['python', 'data_dali.py', 'scan', sub], done='exclude.txt', kind='scan', what='scan the images',
-                     needs=[self.index_step], key=sub + '#scan')
+            self.index_step = self.index_and_scan(sub, self.imagenet_root, [], 'the ImageNet folders', 'the images',
+                                                  [(os.path.join(self.imagenet_root, d), 'ImageNet ' + d) for d in ('train', 'val')])
+
+    def index_and_scan(self, sub, root, how, what, scanned, inputs):
+        """The steps `subsets.py index` of ROOT (with the flags `how`) into SUB and its data scan (issue 8: files DALI
+        cannot decode are left out of every subset). Returns the index step's key."""
+        index = self.add(sub, ['python', 'subsets.py', 'index', '--imagenet', root, *how, '--out', sub], done='index.tsv',
+                         kind='index', what=f'index {what}', inputs=inputs)
+        self.add(sub, ['python', 'data_dali.py', 'scan', sub], done='exclude.txt', kind='scan', what=f'scan {scanned}',
+                 needs=[index], key=sub + '#scan')
+        return index
 
     # -- bookkeeping
 
@@ -270,13 +275,10 @@ class Context:
             inputs = [(train_list, 'the Places365 training list')]
         else:
             how, inputs = [], [(os.path.join(root, 'train'), 'Places class folders (or places365_train_standard.txt)')]
-        index = self.add(sub, ['python', 'subsets.py', 'index', '--imagenet', root, *how, '--out', sub], done='index.tsv',
-                         kind='index', what='index Places', inputs=inputs)
-        scan = self.add(sub, ['python', 'data_dali.py', 'scan', sub], done='exclude.txt', kind='scan', what='scan Places',
-                        needs=[index], key=sub + '#scan')
+        index = self.index_and_scan(sub, root, how, 'Places', 'Places', inputs)
         out = os.path.join(sub, 'places')
         self.add(out, ['python', 'subsets.py', 'make', 'full', '--index', os.path.join(sub, 'index.tsv'), '--out', out],
-                 'meta.json', 'subset', 'subset places', needs=[index, scan])
+                 'meta.json', 'subset', 'subset places', needs=[index, sub + '#scan'])
         # Places365-Standard: 1.80M training images, 36,500 val; the toy: 8 scenes of 30 + 10
         self.size[out] = (240, 80) if self.toy else (1803460, 36500)
         return out
