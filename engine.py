@@ -193,6 +193,21 @@ def load_init(model, sd, path):
                         f'key {extra[0]} (weights of another --arch?)')
 
 
+def load_state(model, sd, path):
+    """Load the whole state_dict `sd`, read from `path`, into `model`: a checkpoint of this run (resume) or a
+    finished network (analyses). A file made for another network (another --arch, --width, number of classes,
+    or a checkpoint copied in from another run) is one line naming the file and the first key that differs,
+    not PyTorch's page of mismatches."""
+    own = model.state_dict()
+    differ = [f'{k} has shape {tuple(v.shape)}, this network {tuple(own[k].shape)}' for k, v in sd.items()
+              if k in own and own[k].shape != v.shape]
+    differ += [f'it has no {k}' for k in own if k not in sd] + [f'unexpected key {k}' for k in sd if k not in own]
+    if differ:
+        raise UserError(f'{path} does not fit this network: {differ[0]} (made for another --arch, --width or '
+                        f'number of classes?)')
+    model.load_state_dict(sd)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The run directory: args.json, the git SHA (and diff when dirty), log.jsonl, tb/, checkpoint.pth
 

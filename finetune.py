@@ -302,10 +302,7 @@ def network(args, num_classes=None):
     check_input_size(model, args.crop, args.arch)
     if sd is not None:
         if num_classes is None:  # the whole network, head included: analyses of the pre-trained classifier
-            try:
-                model.load_state_dict(sd)
-            except RuntimeError as e:
-                raise UserError(f'{args.init} does not fit a {args.arch}: {str(e).splitlines()[1].strip()[:150]}') from None
+            engine.load_state(model, sd, args.init)
         else:
             engine.load_init(model, sd, args.init)
     return model, src
@@ -359,7 +356,8 @@ def run_training(args, rest, data_dir, out):
     train.main(targs)
     model = get_model(targs.arch, len(read_tsv(os.path.join(data_dir, 'classes.tsv'))) - 1, targs.norm, targs.dropout,
                       targs.width, targs.weight_init)
-    model.load_state_dict(engine.load_checkpoint(os.path.join(out, 'checkpoint.pth'))['model'])
+    final = os.path.join(out, 'checkpoint.pth')
+    engine.load_state(model, engine.load_checkpoint(final)['model'], final)
     device, amp = device_and_amp()
     root = engine.read_json(os.path.join(data_dir, 'meta.json'), ['root'])['root']
     m = engine.evaluate(model.to(device), loader(args, root, os.path.join(data_dir, 'test.txt')), device, amp, 1)
@@ -576,7 +574,7 @@ def region_task(args, rest):
     amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if ckpt is not None:
-        model.load_state_dict(ckpt['model'])
+        engine.load_state(model, ckpt['model'], ckpt_from)
         optimizer.load_state_dict(ckpt['optimizer'])
         scaler.load_state_dict(ckpt['scaler'])
         engine.set_rng_state(ckpt['rng'][0])

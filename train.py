@@ -196,7 +196,7 @@ def main(args):
     amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if ckpt is not None:
-        raw_model.load_state_dict(ckpt['model'])
+        engine.load_state(raw_model, ckpt['model'], ckpt_from)
         optimizer.load_state_dict(ckpt['optimizer'])
         scaler.load_state_dict(ckpt['scaler'])
         engine.set_rng_state(ckpt['rng'][rank])

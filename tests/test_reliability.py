@@ -14,7 +14,9 @@ import torch
 
 from conftest import ROOT, TINY, run
 from datasets import read_manifest, read_sun397
+import engine
 from engine import UserError
+from models import get_model
 
 EXTRA = ['--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '30', '--save-every', '10',
          '--log-every', '2', '--eval-every', '40', '--seed', '5']
@@ -278,10 +280,34 @@ def test_run_identity_resolves_paths_and_covers_the_manifest(toy, tmp_path):
     # the same run spelled with absolute paths: the same run (finished, printed)
     p = run('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short)
     assert f'{out} is finished' in p.stdout
-    # its training manifest rewritten (half the lines): another run, refused by name
+    # unfinished, with another network's checkpoint copied in: refused by name, the file left as it was
+    (out / 'metrics.json').unlink()
+    ckpt = torch.load(out / 'checkpoint.pth', weights_only=True)
+    torch.save({**ckpt, 'model': get_model('resnet18', 20).state_dict()}, out / 'checkpoint.pth')
+    foreign = (out / 'checkpoint.pth').read_bytes()
+    p = run('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short, check=False)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith(f'error: {out / "checkpoint.pth"} does not fit this network: ')
+    assert (out / 'checkpoint.pth').read_bytes() == foreign
+    # its training manifest rewritten (half the lines): another run, refused by name, even unfinished
     lines = (subset / 'train.txt').read_text().splitlines(keepends=True)
     (subset / 'train.txt').write_text(''.join(lines[::2]))
-    (out / 'metrics.json').unlink()  # even unfinished, it may not resume on other data
     p = run('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short, check=False)
     assert p.returncode == 2 and p.stderr.strip() == (f'error: {out} was trained on another {subset}/train.txt (its sha256 '
                                                       'differs); pass another --out, or restore the manifest it was made with')
+
+
+def test_ctrl_c_during_a_save_finishes_its_renames(tmp_path, monkeypatch):
+    path = str(tmp_path / 'checkpoint.pth')
+    for step in (1, 2):
+        engine.save_checkpoint(path, {'step': step}, keep=3)
+    replace = os.replace
+
+    def interrupted_replace(src, dst):  # Ctrl-C arrives between the shift of the older files and the last rename
+        os.kill(os.getpid(), signal.SIGINT)
+        replace(src, dst)
+    monkeypatch.setattr(os, 'replace', interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):  # raised once the renames are done, not between them
+        engine.save_checkpoint(path, {'step': 3}, keep=3)
+    assert [step_of(p) for p in engine.checkpoint_paths(path, 3)] == [3, 2, 1]
+    assert not os.path.exists(path + '.tmp')
