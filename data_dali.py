@@ -5,6 +5,7 @@
     for images, labels in train: ...   # images: float NCHW view in channels_last memory, normalised
 
     python data_dali.py scan subsets/toy    # decode every image of an index once; exclude.txt lists the broken
+    python data_dali.py prepare subsets/toy --out data/toy-256    # every image warped to 256 x 256 once (Caffe)
 
 One code path serves GPU and CPU: decoding is `decoders.image(device='mixed')` (nvJPEG / hardware decoder)
 when CUDA is available and `device='cpu'` otherwise, and everything after the decoder runs where the decoder
@@ -26,7 +27,7 @@ from collections import Counter
 import numpy as np
 import torch
 from datasets import read_manifest, scan_imagenet
-from engine import UserError, ranged, read_json, run_main, write_atomic
+from engine import UserError, lock_run_dir, ranged, read_json, run_main, write_atomic
 from nvidia import nvimgcodec
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
@@ -537,6 +538,125 @@ def scan(root, paths, out, workers=None, max_pixels=Image.MAX_IMAGE_PIXELS, chun
     return done
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The prepared copy: every image resized once, before training, as Caffe's ImageNet recipe does
+# (examples/imagenet/create_imagenet.sh: convert_imageset --resize_height=256 --resize_width=256). ImageNet's
+# JPEGs average about 500 x 375, so a 256 x 256 copy leaves 2.9x fewer pixels to decode every epoch. It stays a
+# folder of JPEGs with the original layout, so every manifest works with --data-root pointed at it.
+
+PREPARED = 'prepared.json'
+
+
+def prepared_size(h, w, mode, size):
+    """(height, width) of an image of h x w after `mode` ('warp': size x size; 'shorter': the shorter side to
+    size, the other rounded as the pipeline's _crop_window rounds it)."""
+    if mode == 'warp':
+        return size, size
+    scale = size / min(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def _prepare_one(rel, root, out, mode, size, quality):
+    """Write OUT/rel, the image ROOT/rel resized once; returns (rel, error or ''). The file appears whole or not at
+    all (written as .part, then renamed), so a file that exists is done. A shorter side already at or under `size`
+    is copied byte for byte: the pipeline resizes it as it would the original, with no second JPEG loss."""
+    src, dst = os.path.join(root, rel), os.path.join(out, rel)
+    try:
+        image = _cpu_decoder().decode(nvimgcodec.CodeStream(src), params=nvimgcodec.DecodeParams(
+            apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.SRGB))  # DALI's decode: the same pixels
+        if image is None:
+            return rel, 'DALI cannot decode it: ' + _why(src, '')
+        pixels = np.asarray(image.cpu())
+        h, w = pixels.shape[:2]
+        th, tw = prepared_size(h, w, mode, size)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        part = dst + '.part'  # a stopped run's leftover is written over when the file's turn comes again
+        if mode == 'shorter' and min(h, w) <= size or (th, tw) == (h, w):
+            with open(src, 'rb') as f, open(part, 'wb') as g:
+                g.write(f.read())
+        else:
+            # Pillow's antialiased bilinear filter: the triangle filter of the pipeline's fn.resize(antialias=True);
+            # Caffe used OpenCV's cv::resize (README fidelity table, "resize")
+            im = Image.fromarray(pixels[..., :3] if pixels.shape[-1] >= 3 else pixels[..., 0]).convert('RGB')
+            im.resize((tw, th), Image.BILINEAR).save(part, 'JPEG', quality=quality)
+        os.replace(part, dst)
+        return rel, ''
+    except Exception as e:  # one bad file never stops the copy: it is reported, and left out
+        return rel, ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
+
+
+def _prepare_all(rels, **kw):
+    return [_prepare_one(r, **kw) for r in rels]
+
+
+def prepare(root, paths, out, mode, size, quality, workers, chunk=32):
+    """Write the prepared copy of `paths` (relative to `root`) into `out`, and OUT/prepared.json, which training
+    checks against its resize flags. Stopped, the same command goes on with the files not yet written."""
+    root, out = os.path.abspath(root), os.path.abspath(out)
+    if os.path.realpath(out) == os.path.realpath(root) or os.path.realpath(out).startswith(os.path.realpath(root) + os.sep):
+        raise UserError(f'--out {out} is inside the image root {root}; the copy goes beside it, not into it')
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f'--out {out} is a file, not a folder')
+    lock_run_dir(out)  # one process writes a copy at a time
+    recipe = {'source': root, 'resize_mode': mode, 'size': size, 'quality': quality}
+    meta = os.path.join(out, PREPARED)
+    if os.path.exists(meta):
+        old = read_json(meta, list(recipe), fix='delete the copy and prepare it again')
+        differ = [k for k in recipe if old[k] != recipe[k]]
+        if differ:
+            raise UserError(f'{out} is a copy with {differ[0]} {old[differ[0]]}, not {recipe[differ[0]]}; '
+                            f'pass another --out')
+    elif os.path.isdir(out) and os.listdir(out):
+        raise UserError(f'--out {out} is a folder with other files in it; pass a new or empty one')
+    os.makedirs(out, exist_ok=True)
+    write_atomic(meta, json.dumps({**recipe, 'complete': False}, indent=1) + '\n')
+    failed, t0 = {}, time.time()
+    todo = [p for p in paths if not os.path.exists(os.path.join(out, p))]
+    print(f'{len(paths)} files: {len(paths) - len(todo)} already in {out}, {len(todo)} to resize '
+          f'({"warped to %d x %d" % (size, size) if mode == "warp" else "shorter side to %d" % size}, JPEG quality '
+          f'{quality}, {workers} workers)')
+    pool = multiprocessing.get_context('fork').Pool(workers, initializer=_scan_worker_init)
+    try:
+        jobs = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+        work = pool.imap_unordered(functools.partial(_prepare_all, root=root, out=out, mode=mode, size=size,
+                                                     quality=quality), jobs)
+        with tqdm(total=len(paths), initial=len(paths) - len(todo), unit='img', desc='prepare', smoothing=0.05) as bar:
+            for rows in work:
+                failed.update((p, e) for p, e in rows if e)
+                bar.update(len(rows))
+    except KeyboardInterrupt:
+        print(f'prepare stopped; the same command goes on with the files not yet in {out}', file=sys.stderr)
+        raise
+    finally:
+        pool.terminate()
+        pool.join()
+    seconds = time.time() - t0
+    write_atomic(meta, json.dumps({**recipe, 'complete': True, 'files': len(paths) - len(failed), 'failed': failed},
+                                  indent=1) + '\n')
+    print(f'resized {len(todo) - len(failed)} files in {seconds:.1f} s ({len(todo) / max(seconds, 1e-9):.0f} files/s) '
+          f'-> {out}; train with --data-root {out} --resize-mode {mode} --resize {size}')
+    if failed:
+        print(f'{len(failed)} files could not be read or decoded and are not in the copy (listed in {meta}); '
+              f'`python data_dali.py scan` leaves them out of the subsets:')
+        for p, e in sorted(failed.items())[:20]:
+            print(f'  {p}\t{e}')
+
+
+def check_prepared(root, resize_mode, resize):
+    """A run on a prepared copy resizes as the copy was made, so that no image is resized twice."""
+    meta = os.path.join(root, PREPARED)
+    if not os.path.exists(meta):
+        return
+    m = read_json(meta, ['resize_mode', 'size', 'complete'], fix='prepare the copy again')
+    if not m['complete']:
+        raise UserError(f'{root} is a prepared copy that is not finished ({meta}); run its `data_dali.py prepare` '
+                        f'command again')
+    if (m['resize_mode'], m['size']) != (resize_mode, resize):
+        raise UserError(f'{root} holds images resized once with --resize-mode {m["resize_mode"]} --resize {m["size"]} '
+                        f'({meta}); this run has --resize-mode {resize_mode} --resize {resize}, which would resize '
+                        f'them twice: pass those flags, or the original images')
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(description='Tools around the DALI pipelines.')
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -549,10 +669,32 @@ def get_args_parser():
     s.add_argument('--workers', type=ranged(int, 1), default=os.cpu_count(), help='decoding processes')
     s.add_argument('--max-pixels', type=ranged(int, 1), default=Image.MAX_IMAGE_PIXELS,
                    help="an image with more pixels is excluded (default: Pillow's decompression-bomb limit)")
+    s = sub.add_parser('prepare', help='a copy of the images resized once (Caffe: warped to 256 x 256), same layout')
+    s.add_argument('target', metavar='ROOT_OR_MANIFEST', help='an index folder or index.tsv, a manifest, or an image root')
+    s.add_argument('--out', required=True, help='the folder of the copy (train with --data-root OUT)')
+    s.add_argument('--root', default=None, help="a manifest's image root (default: the root in the meta.json beside it)")
+    size = s.add_mutually_exclusive_group()
+    size.add_argument('--warp', type=ranged(int, 1), default=None, metavar='N',
+                      help="both sides to N, aspect ratio ignored (Caffe's create_imagenet.sh: 256; the default)")
+    size.add_argument('--shorter', type=ranged(int, 1), default=None, metavar='N',
+                      help='the shorter side to N (smaller images are copied as they are)')
+    s.add_argument('--quality', type=ranged(int, 1, 100), default=90,
+                   help='JPEG quality of the resized files (Caffe stored raw pixels; README fidelity table)')
+    s.add_argument('--workers', type=ranged(int, 1), default=os.cpu_count(), help='processes')
     return p
 
 
 def main(args):
+    if args.cmd == 'prepare':
+        root, paths, _ = scan_inputs(args.target, args.root, None)
+        if not os.path.isdir(root):
+            raise UserError(f'image root not found: {root}')
+        mode, size = ('shorter', args.shorter) if args.shorter else ('warp', args.warp or 256)
+        try:
+            prepare(root, paths, args.out, mode, size, args.quality, args.workers)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        return
     if args.cmd == 'scan':
         if args.workers < 1:
             raise UserError(f'--workers must be >= 1, got {args.workers}')

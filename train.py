@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import engine
-from data_dali import RESIZE_MODES, STYLES, classification_loader
+from data_dali import RESIZE_MODES, STYLES, check_prepared, classification_loader
 from datasets import read_manifest, read_tsv
 from engine import UserError, ranged
 from models import IMAGENET_MEAN, IMAGENET_STD, NORMS, check_arch, check_input_size, get_model, input_spec
@@ -135,6 +135,7 @@ def check_args(args):
                         f'{args.epochs}: with --epochs they count epochs (give them, e.g. --lr-steps 30 60 80)')
     if args.crop > args.resize:
         raise UserError(f'--crop {args.crop} is larger than --resize {args.resize}: the crop is taken from the resized image')
+    check_prepared(args.data_root, args.resize_mode, args.resize)
     return num_classes, counts
 
 

@@ -101,3 +101,35 @@ def test_caffe_warp_and_input_scale(toy):
         assert im.size[0] != im.size[1], path  # the toy images are not square: warping changes their shape
         ref = torch.from_numpy(np.asarray(im.resize((64, 64), Image.BILINEAR), dtype=np.float32)) - mean
         assert (img.permute(1, 2, 0) - ref).abs().mean() < 1.0, path  # grey levels
+
+
+def test_prepared_copy_feeds_the_pipeline_the_same_images(toy, tmp_path):
+    from conftest import TINY, run
+    manifest, copy = os.path.join(toy['subset'], 'val.txt'), tmp_path / 'copy'
+    rels = [p for p, _ in read_manifest(manifest)]
+    prepare = ['data_dali.py', 'prepare', toy['index'], '--out', str(copy), '--shorter', '108', '--workers', '2']
+    run(*prepare)
+    for rel in rels[::50]:
+        with Image.open(copy / rel) as im, Image.open(os.path.join(toy['root'], rel)) as orig:
+            assert min(im.size) == min(108, *orig.size), rel  # a smaller image is copied as it is
+            assert abs(im.size[0] / im.size[1] - orig.size[0] / orig.size[1]) < 0.02, rel
+    # stopped half-way (files gone, a .part left by a kill): the same command writes only what is missing
+    for rel in rels[:3]:
+        (copy / rel).unlink()
+    (copy / (rels[0] + '.part')).write_bytes(b'half')
+    assert '3 to resize' in run(*prepare).stdout
+    assert not (copy / (rels[0] + '.part')).exists()
+    # what training sees: the originals' pixels, up to the JPEG re-encoding and the resize filter
+    a, b = (next(iter(classification_loader(str(r), manifest, len(rels), False, crop=96, resize=108)))[0]
+            for r in (toy['root'], copy))
+    grey = ((a - b).abs() * torch.tensor(STD).view(1, 3, 1, 1)).mean().item()
+    assert grey < 2.5, grey  # measured: 1.8 grey levels at quality 90 (the JPEG re-encoding, chiefly)
+    # another copy recipe in the same folder, or training that would resize the copy again: one line each
+    p = run(*prepare[:-4], '--warp', '256', check=False)
+    assert p.returncode == 2 and p.stderr.strip() == f'error: {copy} is a copy with resize_mode shorter, not warp; pass another --out'
+    p = run('train.py', '--subset', toy['subset'], '--data-root', str(copy), '--out', str(tmp_path / 'run'), *TINY,
+            '--resize', '120', check=False)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        f'error: {copy} holds images resized once with --resize-mode shorter --resize 108 ({copy / "prepared.json"}); '
+        'this run has --resize-mode shorter --resize 120, which would resize them twice: pass those flags, or the original images')
+    assert not (tmp_path / 'run').exists()
