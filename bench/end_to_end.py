@@ -4,20 +4,22 @@
     .venv/bin/python bench/end_to_end.py --arch alexnet --images 128 --batch-size 16 --iters 8 --log-every 2  # CPU smoke
 
 For each architecture, on the same synthetic JPEGs (bench/loader.py's: mostly 500x375, q90, ~110 KB):
-  decode ceiling   data_dali.classification_loader alone, as train.py builds it (caffe style: shorter side 256, random
-                   crop, mirror, float normalised, NCHW channels_last on the device): images/s over --decode-epochs
+  decode ceiling   data_dali.classification_loader alone, as train.py builds it (caffe style: the network's resize, AlexNet
+                   warped to 256 x 256, random crop, mirror, float normalised, NCHW channels_last on the device): images/s over --decode-epochs
                    epochs after one warm-up epoch, and the device memory in use after each (DALI's pools must stay flat);
   compute ceiling  bench/train_step.measure: forward + backward + SGD on a synthetic batch already on the device, at the
                    same batch, autocast dtype (train.py's: bf16 on a GPU, fp32 on the CPU), channels_last and --compile;
   end to end       train.py itself, in a subprocess, on the same JPEGs: images/s and data wait from its log.jsonl
                    (train.fit's windows of --log-every iterations; the first window, which holds start-up, is dropped);
   ratio            end to end / min(decode ceiling, compute ceiling): 1.0 would mean the loop wastes nothing.
+--prepared runs every row on the originals and on the copy data_dali.py prepare makes for the network (issue 19).
 --sweep first times the decode ceiling alone over DALI threads x hw_decoder_load (the hardware JPEG decoder's share),
 and the other rows then use the fastest setting. The JPEGs are read from the page cache after the first epoch, as a
 machine with enough memory for its data set reads them.
 """
 import argparse
 import datetime
+import itertools
 import json
 import os
 import shlex
@@ -33,6 +35,7 @@ sys.path.insert(0, ROOT)  # run as `python bench/end_to_end.py` from anywhere
 from bench.common import git_sha, record  # noqa: E402
 from bench.loader import make_synthetic, run_dali, versions  # noqa: E402
 from bench.train_step import machine, measure  # noqa: E402
+from data_dali import prepare  # noqa: E402
 from models import input_spec  # noqa: E402
 
 SECTION = '## End to end: JPEGs through DALI into training'
@@ -64,14 +67,19 @@ def get_args_parser():
     p.add_argument('--log-every', type=int, default=20, help='train.py\'s log window: the unit of the end-to-end figures')
     p.add_argument('--compile', action='store_true', help='torch.compile, in the compute ceiling and in train.py')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--prepared', action='store_true', help='every row also on the copy `data_dali.py prepare` makes for the '
+                   'network (AlexNet: warped to 256 x 256), written once beside the JPEGs')
     p.add_argument('--record', action='store_true', help='write the result into BENCHMARKS.md (this command\'s block)')
     return p
 
 
-def decode_ceiling(args, root, manifest, crop, device, workers, hw, epochs, prefetch=None, fancy=True):
-    """(images/s, [device MiB after each timed epoch]) of the train loader alone: one warm-up epoch, then `epochs`."""
-    ns = argparse.Namespace(batch_size=args.batch_size, crop=crop, resize=256, style='caffe', workers=workers,
-                            hw_decoder_load=hw, warmup=1, epochs=epochs, prefetch=prefetch, fancy_upsampling=fancy)
+def decode_ceiling(args, root, manifest, arch, device, workers, hw, epochs, prefetch=None, fancy=True):
+    """(images/s, [device MiB after each timed epoch]) of the train loader alone, with the network's input as train.py
+    builds it (AlexNet: warped to 256 x 256; ResNet-50: the shorter side to 256): one warm-up epoch, then `epochs`."""
+    spec = input_spec(arch)
+    ns = argparse.Namespace(batch_size=args.batch_size, crop=spec['size'], resize=spec['resize'],
+                            resize_mode=spec['resize_mode'], style='caffe', workers=workers, hw_decoder_load=hw, warmup=1,
+                            epochs=epochs, prefetch=prefetch, fancy_upsampling=fancy)
     rows = run_dali(ns, root, manifest, device)
     return sum(r[1] for r in rows) / sum(r[0] for r in rows), [r[4] for r in rows]
 
@@ -89,7 +97,7 @@ def compute_ceiling(args, arch, device):
 
 def end_to_end(args, arch, subset, root, tmp, workers, hw, prefetch):
     """train.py on the JPEGs: (images/s, data-wait fraction, windows used) from its log.jsonl, first window dropped."""
-    out = os.path.join(tmp, f'run-{arch}-{workers}-{hw}-{prefetch}')
+    out = os.path.join(tmp, f'run-{arch}-{workers}-{hw}-{prefetch}-{os.path.basename(root)}')
     cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--subset', subset, '--data-root', root, '--out', out,
            '--arch', arch, '--batch-size', str(args.batch_size), '--iters', str(args.iters), '--lr-steps',
            '--log-every', str(args.log_every), '--eval-every', str(args.iters), '--save-every', str(args.iters),
@@ -154,7 +162,7 @@ def main(args):
             for t in args.sweep_threads:
                 for h in (args.sweep_hw if cuda else [None]):  # the CPU pipeline has no hardware decoder
                     for fancy in (args.sweep_fancy if cuda else ['on']):
-                        rate, _ = decode_ceiling(args, root, manifest, crop, device, t, h, 2, fancy=fancy == 'on')
+                        rate, _ = decode_ceiling(args, root, manifest, args.arch[0], device, t, h, 2, fancy=fancy == 'on')
                         print(f'sweep: {t} threads, hw_decoder_load {h}, fancy upsampling {fancy}: {rate:.0f} images/s', flush=True)
                         lines.append(f'| {t} | {h} | {fancy} | {rate:.0f} |')
                         if fancy == 'on':  # train.py decodes with fancy upsampling
@@ -165,27 +173,34 @@ def main(args):
 
         rows = []
         for arch in args.arch:
-            crop = input_spec(arch)["size"]
+            spec = input_spec(arch)
+            crop = spec['size']
             compute = compute_ceiling(args, arch, device)
-            for prefetch in args.prefetch:
-                decode, mem = decode_ceiling(args, root, manifest, crop, device, workers, hw, args.decode_epochs, prefetch)
-                print(f'{arch}: compute ceiling {compute:.0f} images/s, decode ceiling {decode:.0f} images/s', flush=True)
-                rate, wait, n = end_to_end(args, arch, subset, root, tmp, workers, hw, prefetch)
+            roots = [('originals', root)]
+            if args.prepared:  # the copy train.py accepts for this network: its own resize, done once (data_dali.py prepare)
+                copy = f'{root.rstrip(os.sep)}-{spec["resize_mode"]}{spec["resize"]}'
+                prepare(root, [line.split()[0] for line in open(manifest)], copy, spec['resize_mode'], spec['resize'], 90,
+                        len(os.sched_getaffinity(0)))
+                roots.append((f'copy, {spec["resize_mode"]} {spec["resize"]}', copy))
+            for (jpegs, where), prefetch in itertools.product(roots, args.prefetch):
+                decode, mem = decode_ceiling(args, where, manifest, arch, device, workers, hw, args.decode_epochs, prefetch)
+                print(f'{arch} ({jpegs}): compute ceiling {compute:.0f} images/s, decode ceiling {decode:.0f} images/s', flush=True)
+                rate, wait, n = end_to_end(args, arch, subset, where, tmp, workers, hw, prefetch)
                 ratio = rate / min(compute, decode)
-                print(f'{arch}: end to end {rate:.0f} images/s, data wait {wait:.1%} ({n} windows): {ratio:.2f} of the '
+                print(f'{arch} ({jpegs}): end to end {rate:.0f} images/s, data wait {wait:.1%} ({n} windows): {ratio:.2f} of the '
                       f'lower ceiling', flush=True)
-                rows.append(f'| {arch} | {args.batch_size} x {crop} | {"bf16" if cuda else "fp32"} | '
+                rows.append(f'| {arch} | {jpegs} | {args.batch_size} x {crop} | {"bf16" if cuda else "fp32"} | '
                             f'{"on" if args.compile else "off"} | {prefetch or 2} | {decode:.0f} | {compute:.0f} | **{rate:.0f}** | '
                             f'{wait:.1%} | **{ratio:.2f}** | {", ".join(f"{m:.0f}" for m in mem) if cuda else "-"} |')
-    out = (f'| arch | batch x px | autocast | compile | DALI prefetch | decode ceiling (images/s) | compute ceiling '
+    out = (f'| arch | JPEGs | batch x px | autocast | compile | DALI prefetch | decode ceiling (images/s) | compute ceiling '
            f'(images/s) | end to end (images/s) | data wait | end to end / min(ceilings) | device MiB after each decode '
-           f'epoch |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n' + '\n'.join(rows))
+           f'epoch |\n|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n' + '\n'.join(rows))
     print(out)
     if args.record:
         cmd = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
         block = (f'### `{cmd}`\n\n{datetime.date.today().isoformat()}; git {sha}; {machine(device)}; {versions()}.\n'
-                 f'{args.images} synthetic JPEGs (500x375, 1 in 8 portrait, q90); caffe-style train loader (shorter side '
-                 f'256, random crop, mirror); {workers} DALI threads, hw_decoder_load {hw if hw is not None else "DALI default"}; '
+                 f'{args.images} synthetic JPEGs (500x375, 1 in 8 portrait, q90); caffe-style train loader (the network\'s '
+                 f'resize: AlexNet warped to 256 x 256, ResNet-50 the shorter side to 256; random crop, mirror); {workers} DALI threads, hw_decoder_load {hw if hw is not None else "DALI default"}; '
                  f'decode: 1 warm-up + {args.decode_epochs} timed epochs; train.py: {args.iters} iterations, windows of '
                  f'{args.log_every}, the first dropped; channels_last.\n\n{sweep_out}{out}\n')
         record(SECTION, INTRO, f'`{cmd}`', block)

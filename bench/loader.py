@@ -239,7 +239,8 @@ def run_dali(args, root, manifest, device):
     loader = classification_loader(root, manifest, args.batch_size, train=True, crop=args.crop, resize=args.resize,
                                    style=args.style, num_threads=args.workers,
                                    device_id=0 if device.type == 'cuda' else None, hw_decoder_load=args.hw_decoder_load,
-                                   prefetch=args.prefetch, fancy_upsampling=args.fancy_upsampling)
+                                   prefetch=args.prefetch, fancy_upsampling=args.fancy_upsampling,
+                                   resize_mode=getattr(args, 'resize_mode', 'shorter'))
     return time_epochs(loader, args, device, lambda: [os.getpid()])  # DALI's threads live in this process
 
 

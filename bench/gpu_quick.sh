@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU check that fits a short GPU loan (issue 19): under 6 minutes on one H100/H200 once DALI is installed
+# (../shared/GPU.md says how to bring DALI to such a machine). Each step records its block in BENCHMARKS.md; the
+# end prints one summary against issue 19's targets.
+#
+#   bash bench/gpu_quick.sh                 # PY=python3, logs in $LOGS (default /tmp/wmig-gpu-quick)
+#
+# Steps: tests/test_gpu.py; AlexNet and ResNet-50 end to end with their decode and compute ceilings, on the JPEGs
+# and on the copy data_dali.py prepare makes for each (bench/end_to_end.py --prepared); the detection ops against
+# torchvision's (bench/detection_ops.py); Faster R-CNN and R*CNN at the paper's setting (bench/detection.py).
+# A step that fails prints FAILED and the others still run; the exit status says whether any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+DATA=${DATA:-/tmp/wmig-bench-jpegs}  # synthetic JPEGs, written once and shared with bench/gpu.sh
+LOGS=${LOGS:-/tmp/wmig-gpu-quick}
+export PYTHONUNBUFFERED=1
+mkdir -p "$LOGS"
+failed=0
+
+step() {  # name, command...: its output goes to the screen and to $LOGS/name.log
+  echo "==== $1: ${*:2}"
+  local t0=$SECONDS
+  "${@:2}" 2>&1 | tee "$LOGS/$1.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "FAILED: $1"; failed=1; }
+  echo "==== $1 took $((SECONDS - t0)) s"
+}
+
+step test "$PY" -m pytest -q tests/test_gpu.py
+# hw_decoder_load 1.0 and 16 threads: the fastest decode setting of the first round (BENCHMARKS.md, "GPU summary")
+step e2e "$PY" bench/end_to_end.py --device cuda --compile --prepared --hw-decoder-load 1.0 --workers 16 --iters 120 \
+  --decode-epochs 2 --data "$DATA" --record
+step detection_ops "$PY" bench/detection_ops.py --device cuda --record
+step detection "$PY" bench/detection.py --device cuda --settings paper --models faster-rcnn rstar-cnn --record
+
+"$PY" - "$LOGS" <<'EOF'
+"""One table: issue 19's targets beside this run's figures, read from the steps' printed tables."""
+import os
+import sys
+
+logs = sys.argv[1]
+
+
+def rows(name):
+    path = os.path.join(logs, f'{name}.log')
+    lines = open(path).read().splitlines() if os.path.exists(path) else []
+    return [[c.strip().strip('*') for c in l.strip('|').split('|')] for l in lines if l.startswith('| ') and '---' not in l]
+
+
+out = ['| what | target | measured |', '| --- | --- | --- |']
+for r in rows('e2e'):
+    if r[0] in ('alexnet', 'resnet50'):  # arch, JPEGs, batch, autocast, compile, prefetch, decode, compute, e2e, wait, ratio
+        if r[0] == 'alexnet':
+            out.append(f'| AlexNet end to end ({r[1]}) | >= 0.90 of min(decode, compute) | {r[10]} ({r[8]} images/s; '
+                       f'ceilings {r[6]} / {r[7]}) |')
+        else:
+            out.append(f'| ResNet-50 data wait ({r[1]}) | < 5% | {r[9]} ({r[8]} images/s) |')
+for r in rows('detection'):
+    if r[:3] == ['faster-rcnn', 'paper', 'train']:
+        out.append(f'| Faster R-CNN, paper setting | >= 19.4 it/s | {r[8]} it/s (proposal layer {r[9]}) |')
+print('\n'.join(out))
+if len(out) > 2:
+    from bench.common import git_sha, gpu_description, record
+    import datetime
+    record('## GPU quick check: issue 19\'s targets', 'Written by `bash bench/gpu_quick.sh` (the steps\' own blocks are in '
+           'their sections).', '`bash bench/gpu_quick.sh`',
+           f'### `bash bench/gpu_quick.sh`\n\n{datetime.date.today().isoformat()}; git {git_sha()}; {gpu_description()}.\n\n'
+           + '\n'.join(out) + '\n')
+EOF
+exit $failed
