@@ -2,6 +2,7 @@
 atomic checkpoints, logging, and the one-line error for a user's mistake. No Trainer class: the loops
 stay in the scripts."""
 import argparse
+import errno
 import fcntl
 import hashlib
 import json
@@ -27,12 +28,31 @@ class UserError(Exception):
     """A mistake in the user's input. Scripts print it as one line and exit 2, with no traceback."""
 
 
+# What the machine or the user's paths did, not a bug: --out that is a file, a read-only or full disk, a missing
+# folder. They end in one line naming the path (errors the scripts foresee are UserErrors with more to say).
+PATH_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT,
+               errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
+
+
+def path_error(e):
+    """The one line for an OSError about a path (PATH_ERRNOS), naming it; None for any other error."""
+    if not isinstance(e, OSError) or e.errno not in PATH_ERRNOS:
+        return None
+    return f'error: {e.filename}: {e.strerror}' if e.filename else f'error: {e.strerror or e}'
+
+
 def run_main(main, args):
-    """Call main(args); a UserError becomes `error: ...` on stderr and exit status 2, Ctrl-C a one-line note."""
+    """Call main(args); a UserError becomes `error: ...` on stderr and exit status 2, as does an OSError about a path
+    (path_error); Ctrl-C is a one-line note."""
     try:
         return main(args)
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        if path_error(e) is None:
+            raise
+        print(path_error(e), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print('\ninterrupted: the same command resumes from the last checkpoint', file=sys.stderr)
@@ -231,6 +251,8 @@ def lock_run_dir(out):
     yet: nothing goes there before the inputs are checked). The OS releases it on any exit, kill -9 included. A
     second process is refused in one line naming the holder's PID. Re-entrant within a process (finetune.py calls
     train.main on its own run); rank 0 only. One machine's processes: flock does not span hosts."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f'--out {out} is a file, not a run directory')
     key = os.path.realpath(out)
     if key in _LOCKS or int(os.environ.get('RANK', 0)) != 0:
         return
@@ -397,7 +419,22 @@ def save_checkpoint(path, ckpt, keep=1):
 
     The new file is written and fsynced under a temporary name first; only then are the older files shifted
     and the new one renamed into place. A failed write (full disk, I/O error) raises OSError and leaves every
-    existing checkpoint as it was; at every instant the newest good checkpoint exists under one of the names."""
+    existing checkpoint as it was; at every instant the newest good checkpoint exists under one of the names.
+    Ctrl-C waits for the whole save: torch.save's writer turns an interrupt in mid-write into a RuntimeError, and
+    between the shift and the last rename the newest checkpoint is only the temporary file."""
+    interrupted = []
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1)) if main else None
+    try:
+        _save_checkpoint(path, ckpt, keep)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+def _save_checkpoint(path, ckpt, keep):
     tmp = path + '.tmp'
     try:
         with open(tmp, 'wb') as f:
@@ -416,21 +453,11 @@ def save_checkpoint(path, ckpt, keep=1):
             raise cause from None
         raise
     names = checkpoint_paths(path, keep)
-    # Ctrl-C waits for the renames: between the shift and the last rename the newest checkpoint is only the temporary
-    interrupted = []
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1)) if main else None
-    try:
-        for older, newer in reversed(list(zip(names[1:], names[:-1]))):
-            if os.path.exists(newer):
-                os.replace(newer, older)
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-        _fsync_dir(path)
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, old)
-    if interrupted:
-        raise KeyboardInterrupt
+    for older, newer in reversed(list(zip(names[1:], names[:-1]))):
+        if os.path.exists(newer):
+            os.replace(newer, older)
+    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    _fsync_dir(path)
 
 
 def load_checkpoint(path):

@@ -218,6 +218,15 @@ RERUN_MAY_CHANGE = ('workers', 'eval_batch_size', 'out')
 PATH_ARGS = ('init', 'subset', 'data', 'sun_root', 'voc', 'regions_cache')
 
 
+def train_flags(rest):
+    """{flag: parsed value} of the train.py flags passed through (`--lr 0.02` and `--lr=0.020` are one value), but
+    those a resumed run may change: part of a transfer run's identity."""
+    p = train.get_args_parser()
+    for a in p._actions:  # only the flags given, with no defaults and nothing required
+        a.default, a.required = argparse.SUPPRESS, False
+    return {k: v for k, v in sorted(vars(p.parse_args(rest)).items()) if k not in train.RESUME_MAY_CHANGE}
+
+
 def run_identity(args):
     """The arguments that make a finetune.py result, paths resolved (a relative and an absolute spelling of one
     path are one run)."""
@@ -233,6 +242,8 @@ def finished(out, args):
         return False
     done = engine.read_json(path, ['finetune_args'], fix='move it away to run again')
     old = engine.resolved({k: v for k, v in done['finetune_args'].items() if k not in RERUN_MAY_CHANGE}, PATH_ARGS)
+    if 'train_flags' not in old:  # a result written before they were recorded: its train.py flags are not known
+        old['train_flags'] = run_identity(args)['train_flags']
     new = run_identity(args)
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
@@ -515,6 +526,9 @@ def region_task(args, rest):
                             f'the {min(args.scale, args.max_size)} px images (--scale); anchors are 16 px x the scale')
     net, _ = network(args, 1)  # the pre-trained layers (checked against --arch); its last layer is dropped
     out = args.out or default_out(args, args.task)
+    engine.lock_run_dir(out)
+    if finished(out, args):
+        return out, None
     argv = ['--subset', root, '--out', out, '--arch', args.arch, '--width', str(args.width), '--seed', str(args.seed),
             '--workers', str(args.workers), *REGION_RECIPE]
     targs = train.get_args_parser().parse_args(argv + rest)
@@ -546,8 +560,8 @@ def region_task(args, rest):
     metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
     if os.path.exists(metrics_path):
         print(f'{out} is finished: {json.dumps(engine.read_json(metrics_path, fix="delete it and run the same command"), sort_keys=True)}')
-        return out, None if os.path.exists(os.path.join(out, 'transfer.json')) else engine.read_json(
-            metrics_path, fix='delete it and run the same command: the final checkpoint is tested again')
+        return out, engine.read_json(metrics_path, fix='delete it and run the same command: the final checkpoint is '
+                                                       'tested again')
     ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, targs.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
     grid = not det and args.regions == 'grid'
     if not det and not grid:
@@ -788,6 +802,7 @@ def main(args, rest):
     if rest and not (args.task in ('sun397', 'folder', 'manifest') and args.mode in ('finetune', 'last')
                      or args.task in ('voc07', 'voc12-action')):
         raise UserError(f'unrecognized arguments: {" ".join(rest)} (train.py flags apply to the finetune and last modes only)')
+    args.train_flags = train_flags(rest)
     if args.task in ('voc07', 'voc12-action'):
         out, result = region_task(args, rest)
         if result is None:  # finished before: its transfer.json stands as written
@@ -812,15 +827,15 @@ def main(args, rest):
         return
     created = not os.path.exists(out)
     data_dir = os.path.join(out, 'data')
-    write_data(data_dir, root, names, train_rows, val, test, {'kind': args.task, 'split': args.split, 'seed': args.seed,
-                                                              'val_fraction': args.val_fraction})
     try:
+        write_data(data_dir, root, names, train_rows, val, test, {'kind': args.task, 'split': args.split,
+                                                                  'seed': args.seed, 'val_fraction': args.val_fraction})
         if args.mode == 'linear':
             result = linear_probe(args, model, root, data_dir, len(names))
         else:
             result = run_training(args, rest, data_dir, out)
-    except (UserError, SystemExit):
-        if created and not os.path.exists(os.path.join(out, 'args.json')):
+    except (UserError, SystemExit, OSError):  # OSError: a full or read-only disk
+        if created and os.path.isdir(out) and not os.path.exists(os.path.join(out, 'args.json')):
             shutil.rmtree(out)  # a mistake found on the way leaves no half-made run directory
         raise
     finish(out, args, {'mode': args.mode, 'classes': len(names), **result}, record_args=args.mode == 'linear')

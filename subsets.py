@@ -40,7 +40,7 @@ import warnings
 from collections import defaultdict
 
 from datasets import ilsvrc_classes, read_tsv, safe_relpath, scan_imagenet, scan_lists
-from engine import UserError, ranged, run_main, write_atomic
+from engine import UserError, ranged, read_json, run_main, write_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KINDS = ('full', 'classes', 'taxonomy', 'pascal-removed', 'split', 'list')
@@ -461,6 +461,17 @@ def write_subset(out, root, rows, leaf_to_class, kind, params, seed=None, names=
                 if split == 'train':
                     counts[leaf_to_class[leaf]] += len(paths)
         text[split] = ''.join(parts)
+    meta = {'kind': kind, 'params': params, 'seed': seed, 'root': root, 'classes': len(classes),
+            'leaves': len(leaf_to_class), 'train_images': text['train'].count('\n'),
+            'val_images': text['val'].count('\n'),
+            'train_sha256': hashlib.sha256(text['train'].encode()).hexdigest(), **(extra or {})}
+    old = os.path.join(out, 'meta.json')
+    if os.path.exists(old):  # runs may have trained on it: another subset under its name is refused, never swapped in
+        before = read_json(old, fix='delete the folder to make it again')
+        differ = [k for k in sorted(set(before) | set(meta)) if before.get(k) != json.loads(json.dumps(meta)).get(k)]
+        if differ:
+            raise UserError(f'{out} holds another subset ({differ[0]}: {before.get(differ[0])!r} there, '
+                            f'{meta.get(differ[0])!r} now); pass another --out, or delete it to make it again')
     tmp = out.rstrip('/') + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -473,10 +484,6 @@ def write_subset(out, root, rows, leaf_to_class, kind, params, seed=None, names=
             f.write(f'{label[c]}\t{c}\t{names(c)}\t{len(leaves[c])}\t{counts[c]}\n')
     with open(os.path.join(tmp, 'leaf_to_class.tsv'), 'w') as f:
         f.write(''.join(f'{leaf}\t{c}\n' for leaf, c in sorted(leaf_to_class.items())))
-    meta = {'kind': kind, 'params': params, 'seed': seed, 'root': root, 'classes': len(classes),
-            'leaves': len(leaf_to_class), 'train_images': text['train'].count('\n'),
-            'val_images': text['val'].count('\n'),
-            'train_sha256': hashlib.sha256(text['train'].encode()).hexdigest(), **(extra or {})}
     with open(os.path.join(tmp, 'meta.json'), 'w') as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write('\n')

@@ -37,6 +37,8 @@ import sys
 
 from PIL import Image, ImageChops, ImageDraw
 
+from engine import ranged, run_main
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Real ILSVRC-2012 wnids from five WordNet branches (mammal, bird, fish, motor vehicle, edible fruit),
@@ -594,19 +596,19 @@ def write_voc12(out, per_action, seed):
 def get_args_parser():
     p = argparse.ArgumentParser(description='Write the toy data set in the ILSVRC-2012 folder layout.')
     p.add_argument('--out', default='data/toy', help='output root; gets train/ and val/')
-    p.add_argument('--train-per-class', type=int, default=60)
-    p.add_argument('--val-per-class', type=int, default=20)
-    p.add_argument('--sun-per-class', type=int, default=50, help='toy SUN397 images per category (0: no toy SUN397)')
-    p.add_argument('--sun-train', type=int, default=20, help='training images per category in each split')
-    p.add_argument('--sun-test', type=int, default=20, help='test images per category in each split')
-    p.add_argument('--sun-splits', type=int, default=2, help='number of train/test splits (SUN397 has 10)')
-    p.add_argument('--places-train', type=int, default=30, help='toy Places images per category in the training list (0: no toy Places)')
-    p.add_argument('--places-val', type=int, default=10, help='toy Places images per category in the val list')
-    p.add_argument('--voc07-trainval', type=int, default=200, help='toy VOC 2007 trainval images (0 with --voc07-test 0: no toy VOC 2007)')
-    p.add_argument('--voc07-test', type=int, default=200, help='toy VOC 2007 test images')
-    p.add_argument('--voc12-per-action', type=int, default=20,
+    p.add_argument('--train-per-class', type=ranged(int, 1), default=60)
+    p.add_argument('--val-per-class', type=ranged(int, 1), default=20)
+    p.add_argument('--sun-per-class', type=ranged(int, 0), default=50, help='toy SUN397 images per category (0: no toy SUN397)')
+    p.add_argument('--sun-train', type=ranged(int, 1), default=20, help='training images per category in each split')
+    p.add_argument('--sun-test', type=ranged(int, 1), default=20, help='test images per category in each split')
+    p.add_argument('--sun-splits', type=ranged(int, 1), default=2, help='number of train/test splits (SUN397 has 10)')
+    p.add_argument('--places-train', type=ranged(int, 0), default=30, help='toy Places images per category in the training list (0: no toy Places)')
+    p.add_argument('--places-val', type=ranged(int, 0), default=10, help='toy Places images per category in the val list')
+    p.add_argument('--voc07-trainval', type=ranged(int, 0), default=200, help='toy VOC 2007 trainval images (0 with --voc07-test 0: no toy VOC 2007)')
+    p.add_argument('--voc07-test', type=ranged(int, 0), default=200, help='toy VOC 2007 test images')
+    p.add_argument('--voc12-per-action', type=ranged(int, 0), default=20,
                    help='toy VOC 2012 persons of each action in train and in val (0: no toy VOC 2012)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=ranged(int, 0), default=0)
     return p
 
 
@@ -646,4 +648,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser().parse_args())
+    run_main(main, get_args_parser().parse_args())

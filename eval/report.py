@@ -53,9 +53,10 @@ def get_args_parser():
 DAMAGED = {}  # path -> why, of every file the report found but could not read as the record it should be
 
 
-def read_json(path):
-    """The JSON object at `path`; None when there is none. A file that is there but unreadable, not JSON or not an
-    object is recorded in DAMAGED (the report lists them, and --strict fails on them) and also reads as None."""
+def read_json(path, keys=()):
+    """The JSON object at `path`; None when there is none. A file that is there but unreadable, not JSON, not an
+    object or without one of `keys` is recorded in DAMAGED (the report lists them, and --strict fails on them) and
+    also reads as None."""
     if not os.path.exists(path):
         return None
     try:
@@ -67,11 +68,18 @@ def read_json(path):
     if not isinstance(obj, dict):
         DAMAGED[path] = 'not a JSON object'
         return None
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        DAMAGED[path] = f'no {missing[0]!r}'
+        return None
     return obj
 
 
+PLAN_KEYS = ('name', 'title', 'layout', 'rows', 'columns')  # what experiments/common.py Plan.to_json writes
+
+
 def load_plans(tree):
-    plans = [p for p in (read_json(f) for f in glob.glob(os.path.join(tree, 'plans', '*.json'))) if p]
+    plans = [p for p in (read_json(f, PLAN_KEYS) for f in glob.glob(os.path.join(tree, 'plans', '*.json'))) if p]
     return sorted(plans, key=lambda p: (ORDER.index(p['name']) if p['name'] in ORDER else len(ORDER), p['name'],
                                         p.get('arch') != 'alexnet', p.get('arch', '')))
 
@@ -458,10 +466,12 @@ def write_hparams(tree, plans, out):
 
 def report(tree, out, hparams=True):
     DAMAGED.clear()
-    os.makedirs(out, exist_ok=True)
     plans = load_plans(tree)
     if not plans:
-        raise SystemExit(f'error: no plans in {os.path.join(tree, "plans")}: run an experiment script with --out {tree} first')
+        damaged = f' ({len(DAMAGED)} damaged: {next(iter(DAMAGED))})' if DAMAGED else ''
+        raise SystemExit(f'error: no plans in {os.path.join(tree, "plans")}{damaged}: run an experiment script with '
+                         f'--out {tree} first')
+    os.makedirs(out, exist_ok=True)  # once there is something to report: a refused report leaves no folder
     md = [f'# wmig report: {tree}', '',
           f'Made by `python eval/report.py {tree}` on {datetime.date.today()}. Ours: mean ± sample std over seeds '
           f'(n = seeds; one seed shows the value alone). "pending": planned, not finished; "not run": not in this plan '
@@ -535,6 +545,13 @@ if __name__ == '__main__':
     a = get_args_parser().parse_args()
     if not os.path.isdir(a.tree):
         sys.exit(f'error: no such folder: {a.tree}')
-    report(a.tree, a.out, not a.no_hparams)
+    try:
+        report(a.tree, a.out, not a.no_hparams)
+    except OSError as e:  # --out a file, read-only or full: one line (engine.path_error)
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from engine import path_error
+        if path_error(e) is None:
+            raise
+        sys.exit(path_error(e))
     if a.strict and DAMAGED:
         sys.exit(f'error: {len(DAMAGED)} damaged files (listed above and in the report); --strict')

@@ -27,6 +27,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the scripts run as python experiments/NAME.py
+from engine import path_error, ranged  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------
 # GPU throughput for --dry-run, in images/s on one H100: (training, inference).
@@ -142,15 +144,15 @@ def get_args_parser(doc=None):
                    'places365_train_standard.txt, data_256/, places365_val.txt, val_256/, or class folders ROOT/train/<class>/ '
                    '(toy: data/toy/Places365); without it Table 3 has no Places row')
     p.add_argument('--arch', default='alexnet', choices=sorted(THROUGHPUT), help='alexnet is the paper\'s; ResNets answer its open question')
-    p.add_argument('--seeds', type=int, nargs='+', default=[0], help='one pre-training and transfer per seed; the report gives mean +- std')
+    p.add_argument('--seeds', type=ranged(int, 0), nargs='+', default=[0], help='one pre-training and transfer per seed; the report gives mean +- std')
     p.add_argument('--out', default=None, help='where subsets, runs and plans go (default: runs/paper, runs/paper-toy with --toy)')
     p.add_argument('--quick', action='store_true', help='fewer points per figure (make demo)')
     a = p.add_argument_group('what to do (default: run the plan)')
     a.add_argument('--dry-run', action='store_true', help='print every command and the estimated GPU hours; run nothing')
     a.add_argument('--emit', action='store_true', help='print the unfinished commands, one a line, for a job array')
-    a.add_argument('--level', type=int, default=None, help='with --emit: only the steps at this dependency level '
+    a.add_argument('--level', type=ranged(int, 0, 4), default=None, help='with --emit: only the steps at this dependency level '
                    '(0: index, 1: scan, 2: subsets, 3: pre-training, 4: transfer)')
-    a.add_argument('--gpus', type=int, default=None, help='GPUs to spread runs over (default: all visible; 0: CPU, one run at a time)')
+    a.add_argument('--gpus', type=ranged(int, 0), default=None, help='GPUs to spread runs over (default: all visible; 0: CPU, one run at a time)')
     return p
 
 
@@ -427,6 +429,8 @@ def is_done(step):
 
 
 def check_inputs(c, steps):
+    if os.path.exists(c.out) and not os.path.isdir(c.out):
+        raise PlanError(f'--out {c.out} is a file, not a folder for the plan\'s subsets, runs and plans')
     made = {s['out'] for s in steps} | {s['done'] for s in steps}
     needed = list(c.inputs)
     for s in steps:
@@ -715,10 +719,12 @@ def main(*plan_fns, doc=None, argv=None):
             return dry_run(c, steps)
         check_inputs(c, steps)
         check_conflicts(steps)
-    except PlanError as e:
-        print(f'error: {e}', file=sys.stderr)
+        write_plans(c)
+    except (PlanError, OSError) as e:  # OSError: --out a file, read-only or full (engine.path_error)
+        if isinstance(e, OSError) and path_error(e) is None:
+            raise
+        print(path_error(e) or f'error: {e}', file=sys.stderr)
         sys.exit(2)
-    write_plans(c)
     gpus = visible_gpus() if c.args.gpus is None else visible_gpus()[:c.args.gpus]
     failed = run_steps(steps, os.path.join(c.out, 'logs'), gpus, base=c.out)
     print(f'report: python eval/report.py {c.out}')

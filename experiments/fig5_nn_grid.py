@@ -43,12 +43,11 @@ def neighbours_main(argv):
     ap.add_argument('--subset', required=True, help='a subsets.py folder of leaf classes: database train.txt, queries val.txt')
     ap.add_argument('--init', required=True, help='a wmig checkpoint')
     ap.add_argument('--out', required=True)
-    ap.add_argument('--queries', type=int, default=8, help='val images, spread evenly over the classes')
-    ap.add_argument('--k', type=int, default=5, help='neighbours per query')
+    ap.add_argument('--queries', type=common.ranged(int, 1), default=8, help='val images, spread evenly over the classes')
+    ap.add_argument('--k', type=common.ranged(int, 1), default=5, help='neighbours per query')
     ap.add_argument('--metric', default='l2', choices=('l2', 'cosine'))
-    ap.add_argument('--workers', type=int, default=min(8, len(os.sched_getaffinity(0))))
+    ap.add_argument('--workers', type=common.ranged(int, 1), default=min(8, len(os.sched_getaffinity(0))))
     args = ap.parse_args(argv)
-    sys.path.insert(0, common.ROOT)
     import engine
     import finetune
     import models

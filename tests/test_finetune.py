@@ -39,6 +39,15 @@ def test_sun397_pretrained_beats_scratch(toy, pretrained, tmp_path):
     assert 'val_top1' not in json.loads((tmp_path / 'pre' / 'metrics.json').read_text())
     args = json.loads((tmp_path / 'pre' / 'args.json').read_text())
     assert args['init'].endswith('checkpoint.pth') and args['head_lr_mult'] == 10 and args['iters'] == 200
+    # the train.py flags passed through are part of the finished result's identity (--lr=0.010 is --lr 0.01)
+    before = (tmp_path / 'pre' / 'transfer.json').read_bytes()
+    same = [a.replace('0.01', '0.010') for a in SHORT]
+    p = run('finetune.py', 'sun397', '--sun-root', sun, '--init', str(pretrained / 'checkpoint.pth'), '--out', str(tmp_path / 'pre'), *same)
+    assert f'{tmp_path / "pre"} is finished' in p.stdout
+    p = run('finetune.py', 'sun397', '--sun-root', sun, '--init', str(pretrained / 'checkpoint.pth'), '--out', str(tmp_path / 'pre'),
+            *SHORT, '--lr', '0.02', check=False)
+    assert p.returncode == 2 and 'made with other arguments (--train-flags ' in p.stderr and "'lr': 0.02" in p.stderr, p.stderr
+    assert (tmp_path / 'pre' / 'transfer.json').read_bytes() == before
 
 
 def test_linear_probe_and_folder_task(toy, pretrained, tmp_path):

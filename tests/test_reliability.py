@@ -1,6 +1,7 @@
 """Long-run reliability: a corrupt checkpoint falls back to the one before, a failing save (a real OS error)
 stops cleanly with the previous checkpoint intact, a dying rank takes a torchrun job down without a hang,
 and paths in manifests and partitions cannot leave their data root."""
+import collections
 import json
 import os
 import resource
@@ -262,10 +263,18 @@ def test_a_full_disk_or_a_bad_out_is_one_line(toy, tmp_path):
             'try:\n    log.log(2, loss=2.0, note=1.0)\nexcept engine.UserError as e:\n    print(e)\n')
     p = run('-c', code)
     assert p.stdout.startswith(f'could not write the log of {out} at iteration 2: File too large; every checkpoint is intact')
-    # --out that is a file
+    # --out that is a file, for every script that writes: one line naming it (engine.path_error), nothing written
     (tmp_path / 'file').write_text('x')
     p = run(*args(toy, tmp_path / 'file'), check=False)
     assert p.returncode == 2 and p.stderr.strip() == f'error: --out {tmp_path / "file"} is a file, not a run directory'
+    f = str(tmp_path / 'file')
+    for cmd in (['toydata.py', '--out', f], ['subsets.py', 'index', '--imagenet', toy['root'], '--out', f],
+                ['subsets.py', 'make', 'full', '--index', toy['index'], '--out', f], ['data_dali.py', 'scan', toy['index'], '--out', f],
+                ['finetune.py', 'sun397', '--sun-root', os.path.join(toy['root'], 'SUN397'), '--init', 'scratch', '--arch', 'alexnet',
+                 '--out', f]):
+        p = run(*cmd, check=False)
+        assert p.returncode == 2 and 'Traceback' not in p.stderr and f in p.stderr.strip().splitlines()[-1], (cmd, p.stderr)
+    assert (tmp_path / 'file').read_text() == 'x'
 
 
 def test_run_identity_resolves_paths_and_covers_the_manifest(toy, tmp_path):
@@ -297,7 +306,7 @@ def test_run_identity_resolves_paths_and_covers_the_manifest(toy, tmp_path):
                                                       'differs); pass another --out, or restore the manifest it was made with')
 
 
-def test_ctrl_c_during_a_save_finishes_its_renames(tmp_path, monkeypatch):
+def test_ctrl_c_during_a_save_waits_for_it(tmp_path, monkeypatch):
     path = str(tmp_path / 'checkpoint.pth')
     for step in (1, 2):
         engine.save_checkpoint(path, {'step': step}, keep=3)
@@ -310,4 +319,13 @@ def test_ctrl_c_during_a_save_finishes_its_renames(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):  # raised once the renames are done, not between them
         engine.save_checkpoint(path, {'step': 3}, keep=3)
     assert [step_of(p) for p in engine.checkpoint_paths(path, 3)] == [3, 2, 1]
+    monkeypatch.undo()
+
+    class Interrupting:  # ... and in the middle of torch.save's write, whose zip writer would make it a RuntimeError
+        def __reduce__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            return (collections.OrderedDict, ())
+    with pytest.raises(KeyboardInterrupt):
+        engine.save_checkpoint(path, {'step': 4, 'x': Interrupting()}, keep=3)
+    assert [step_of(p) for p in engine.checkpoint_paths(path, 3)] == [4, 3, 2]
     assert not os.path.exists(path + '.tmp')

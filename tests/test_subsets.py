@@ -225,6 +225,13 @@ def test_bad_input(tmp_path, toy):
     p = run('subsets.py', 'make', 'full', '--per-class', '61', '--index', index, '--out', str(tmp_path / 'x'), check=False)
     assert p.returncode == 2 and p.stderr.strip().count('\n') == 0 and p.stderr.startswith('error: ')
 
+    # Another subset under the name of one made before (runs may have trained on it): refused, the old one kept.
+    run('subsets.py', 'make', 'full', '--index', index, '--out', str(tmp_path / 'made'))
+    before = (tmp_path / 'made' / 'train.txt').read_bytes()
+    p = run('subsets.py', 'make', 'full', '--per-class', '10', '--index', index, '--out', str(tmp_path / 'made'), check=False)
+    assert p.returncode == 2 and p.stderr.startswith(f'error: {tmp_path / "made"} holds another subset (params: '), p.stderr
+    assert (tmp_path / 'made' / 'train.txt').read_bytes() == before
+
     # Taking all of a short class's images is explicit, and meta.json says so.
     root, rows = S.read_index(index)
     out, meta = S.make('full', make_args('full', index, per_class=61, if_short='all'), root, S.group(rows),
