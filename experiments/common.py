@@ -440,6 +440,12 @@ def check_inputs(c, steps):
         if not os.path.exists(path):
             hint = ' (make it with: python toydata.py --out data/toy)' if c.toy else ' (see --data-root, --imagenet, --sun397, --voc)'
             raise PlanError(f'the plan needs {why} at {path}, which does not exist{hint}')
+    index = c.args.index
+    if index and os.path.isfile(index):
+        with open(index, errors='replace') as f:
+            head = f.readline()
+        if not head.startswith('# root\t'):  # subsets.py index's first line; anything else fails every subset step
+            raise PlanError(f'--index {index} is not an index made by subsets.py index (its first line is not "# root<TAB>...")')
 
 
 def parse_flags(argv):
