@@ -558,10 +558,10 @@ def region_task(args, rest):
                          added={**train.ADDED_LATER, 'roi_op': 'align', 'bias_decay': False,
                                 'regions': 'grid (R*CNN before issue 15)'})
     metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
-    if os.path.exists(metrics_path):
-        print(f'{out} is finished: {json.dumps(engine.read_json(metrics_path, fix="delete it and run the same command"), sort_keys=True)}')
-        return out, engine.read_json(metrics_path, fix='delete it and run the same command: the final checkpoint is '
-                                                       'tested again')
+    if os.path.exists(metrics_path):  # trained and tested, transfer.json not yet written (finished() found none)
+        metrics = engine.read_json(metrics_path, fix='delete it and run the same command: the final checkpoint is tested again')
+        print(f'{out} is finished: {json.dumps(metrics, sort_keys=True)}')
+        return out, metrics
     ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, targs.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
     grid = not det and args.regions == 'grid'
     if not det and not grid:

@@ -466,12 +466,19 @@ def write_subset(out, root, rows, leaf_to_class, kind, params, seed=None, names=
             'val_images': text['val'].count('\n'),
             'train_sha256': hashlib.sha256(text['train'].encode()).hexdigest(), **(extra or {})}
     old = os.path.join(out, 'meta.json')
-    if os.path.exists(old):  # runs may have trained on it: another subset under its name is refused, never swapped in
-        before = read_json(old, fix='delete the folder to make it again')
-        differ = [k for k in sorted(set(before) | set(meta)) if before.get(k) != json.loads(json.dumps(meta)).get(k)]
+    if os.path.exists(old):
+        # Runs may have trained on it: another definition under its name is refused, never swapped in. The same
+        # definition on a new index or scan (files excluded since) replaces it with a note; runs made on the old
+        # manifests keep their sha256 and refuse to resume on the new ones (train.py's run identity).
+        before, now = read_json(old, fix='delete the folder to make it again'), json.loads(json.dumps(meta))
+        differ = [k for k in ('kind', 'params', 'seed', 'root') if before.get(k) != now.get(k)]
         if differ:
             raise UserError(f'{out} holds another subset ({differ[0]}: {before.get(differ[0])!r} there, '
                             f'{meta.get(differ[0])!r} now); pass another --out, or delete it to make it again')
+        changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+        if changed:
+            print(f'note: {out} is made again from a changed index or scan ({", ".join(changed)} differ); '
+                  f'runs trained on the old manifests will not resume on these')
     tmp = out.rstrip('/') + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
