@@ -476,6 +476,22 @@ def scan_inputs(target, root=None, out=None):
     return root, paths, out or (up if os.path.exists(os.path.join(up, 'index.tsv')) else folder)
 
 
+def _in_workers(fn, todo, total, workers, chunk, desc):
+    """Yield fn(chunk of `todo`) from `workers` processes as each finishes, with a progress bar over `total` files
+    (those before `todo` done earlier). The workers stop with the caller: Ctrl-C, an error, or the end."""
+    # fork: workers start at once, without importing torch and DALI again (a spawned worker takes seconds)
+    pool = multiprocessing.get_context('fork').Pool(workers, initializer=_scan_worker_init)
+    try:
+        jobs = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+        with tqdm(total=total, initial=total - len(todo), unit='img', desc=desc, smoothing=0.05) as bar:
+            for rows in pool.imap_unordered(fn, jobs):
+                yield rows
+                bar.update(len(rows))
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def scan(root, paths, out, workers=None, max_pixels=Image.MAX_IMAGE_PIXELS, chunk=32):
     """Decode every file of `paths` (relative to `root`) that OUT/scan.tsv does not hold yet, in `workers`
     processes, appending a line per file to the report as it comes; then write OUT/exclude.txt, every file of
@@ -497,22 +513,14 @@ def scan(root, paths, out, workers=None, max_pixels=Image.MAX_IMAGE_PIXELS, chun
     with open(report, 'a') as f:
         if f.tell() == 0:
             f.write(f'# root\t{root}\n# ' + '\t'.join(SCAN_COLUMNS) + '\n')
-        # fork: workers start at once, without importing torch and DALI again (a spawned worker takes seconds)
-        pool = multiprocessing.get_context('fork').Pool(workers, initializer=_scan_worker_init)
         try:
-            jobs = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-            work = pool.imap_unordered(functools.partial(_probe_all, root=root, max_pixels=max_pixels), jobs)
-            with tqdm(total=len(paths), initial=len(paths) - len(todo), unit='img', desc='scan', smoothing=0.05) as bar:
-                for rows in work:
-                    f.write(''.join('\t'.join(map(str, (p, *r))) + '\n' for p, r in rows))
-                    f.flush()
-                    done.update((p, tuple(map(str, r))) for p, r in rows)
-                    bar.update(len(rows))
+            for rows in _in_workers(functools.partial(_probe_all, root=root, max_pixels=max_pixels), todo, len(paths),
+                                    workers, chunk, 'scan'):
+                f.write(''.join('\t'.join(map(str, (p, *r))) + '\n' for p, r in rows))
+                f.flush()
+                done.update((p, tuple(map(str, r))) for p, r in rows)
         except KeyboardInterrupt:
             stopped = True
-        finally:
-            pool.terminate()
-            pool.join()
     excluded = sorted((p, r[-1]) for p, r in done.items() if r[-1])
     n_done = sum(p in done for p in paths)
     write_atomic(os.path.join(out, 'exclude.txt'),
@@ -615,21 +623,13 @@ def prepare(root, paths, out, mode, size, quality, workers, chunk=32):
     print(f'{len(paths)} files: {len(paths) - len(todo)} already in {out}, {len(todo)} to resize '
           f'({"warped to %d x %d" % (size, size) if mode == "warp" else "shorter side to %d" % size}, JPEG quality '
           f'{quality}, {workers} workers)')
-    pool = multiprocessing.get_context('fork').Pool(workers, initializer=_scan_worker_init)
     try:
-        jobs = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-        work = pool.imap_unordered(functools.partial(_prepare_all, root=root, out=out, mode=mode, size=size,
-                                                     quality=quality), jobs)
-        with tqdm(total=len(paths), initial=len(paths) - len(todo), unit='img', desc='prepare', smoothing=0.05) as bar:
-            for rows in work:
-                failed.update((p, e) for p, e in rows if e)
-                bar.update(len(rows))
+        for rows in _in_workers(functools.partial(_prepare_all, root=root, out=out, mode=mode, size=size, quality=quality),
+                                todo, len(paths), workers, chunk, 'prepare'):
+            failed.update((p, e) for p, e in rows if e)
     except KeyboardInterrupt:
         print(f'prepare stopped; the same command goes on with the files not yet in {out}', file=sys.stderr)
         raise
-    finally:
-        pool.terminate()
-        pool.join()
     seconds = time.time() - t0
     write_atomic(meta, json.dumps({**recipe, 'complete': True, 'files': len(paths) - len(failed), 'failed': failed},
                                   indent=1) + '\n')
