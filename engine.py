@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from eval.metrics import mean_class_accuracy, per_class_counts, topk_hits
+from eval.metrics import label_ap, mean_ap, mean_class_accuracy, per_class_counts, topk_hits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -136,7 +136,7 @@ def lr_at(step, base_lr, total, schedule='step', milestones=(), gamma=0.1, warmu
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, wd_norm=True, bias_decay=False):
+def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, wd_norm=True, bias_decay=False, nesterov=False):
     """SGD with momentum over the trainable parameters. Each param group carries 'lr_mult', which the loop
     multiplies into the scheduled LR.
 
@@ -157,7 +157,7 @@ def sgd(model, lr, momentum, weight_decay, caffe_bias=False, head_lr_mult=1.0, w
         wd = 0.0 if bias and not bias_decay or (id(p) in norm and not wd_norm) else weight_decay
         groups.setdefault((mult, wd), []).append(p)
     return torch.optim.SGD([{'params': ps, 'lr_mult': m, 'weight_decay': wd} for (m, wd), ps in groups.items()],
-                           lr=lr, momentum=momentum)
+                           lr=lr, momentum=momentum, nesterov=nesterov)
 
 
 def read_weights(path, arch=None):
@@ -552,6 +552,18 @@ def evaluate(model, loader, device, amp_dtype, world):
     images = int(total.sum().item())
     return {'top1': 100 * stats[0].item() / images, 'top5': 100 * stats[1].item() / images,
             'mean_class_acc': mean_class_accuracy(correct, total), 'n': images}
+
+
+def evaluate_multilabel(model, loader, targets, device, amp_dtype, world):
+    """Mean 11-point AP (%) of a multi-label classification (VOC 2007, VOCevalcls.m) over every image of the loader's
+    shards: the loader's labels are rows of `targets` [N, C] (1 / 0 / -1), gathered across ranks."""
+    model.eval()
+    scores, rows = extract(model, loader, device, amp_dtype)
+    model.train()
+    parts = all_gather_object((scores, rows), world)
+    scores, rows = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    ap, _ = label_ap(scores.numpy(), targets[rows].numpy(), use_07_metric=True)
+    return {'mAP': 100 * mean_ap(ap), 'n': len(rows)}
 
 
 def extract(fn, loader, device, amp_dtype):

@@ -7,6 +7,8 @@
     python finetune.py manifest --subset subsets/imagenet/full --init runs/bottom-up-79-alexnet/checkpoint.pth --mode last
     python finetune.py knn --subset subsets/imagenet/split-minimal-B --init runs/split-minimal-A-alexnet/checkpoint.pth
     python finetune.py coarse-fine --subset subsets/imagenet/full --init runs/full-alexnet/checkpoint.pth
+    python finetune.py dtd --data /data/transfer/dtd --init runs/full-resnet50-s0/checkpoint.pth --mode linear  # Kornblith
+    python finetune.py voc07-cls --data /data/VOCdevkit --init scratch --arch resnet50            # Kornblith, random init
 
 Tasks:
     sun397       SUN397 scenes, official split --split (1-10), trained on the whole official training list (paper)
@@ -14,17 +16,24 @@ Tasks:
     manifest     a subsets.py folder; its val.txt is the test set (ImageNet last-layer: paper Fig. 2, 9)
     knn          nearest-neighbour "induction" accuracy on a subset's classes (paper §5.3, Fig. 4)
     coarse-fine  coarse against fine accuracy over the 127 top-down classes (paper §5.4, Fig. 6)
+    food101 cifar10 cifar100 birdsnap cars aircraft voc07-cls dtd pets caltech101 flowers102
+                 Kornblith et al. 2019's data sets (and sun397 --recipe kornblith), each read from its official
+                 layout under --data (datasets.TRANSFER_SETS) and scored with the paper's measure
 Modes of the three classification tasks:
     finetune     replace the last layer, train every layer (the paper's recipe: SGD 50K iterations, lr 0.001
                  x0.1 every 20K; the new layer at 10x, as in Caffe's fine-tuning example)
     last         train only the new last layer on frozen features
     linear       L2-regularised logistic regression on frozen penultimate features, strength chosen on
                  validation (Kornblith et al. 2019)
+Recipes of finetune and last: huh (above; sun397, folder, manifest) or kornblith (the Kornblith data sets: a grid of
+lr x weight decay, each trained on train and scored on val, the best retrained on train + val; SGD Nesterov, batch
+256, 20K steps, 40K from scratch).
 --init is a wmig checkpoint, a torchvision-format state_dict (give --arch), or `scratch` (random
 initialisation, the baseline of He et al. 2019). Any train.py flag (--lr, --iters, --batch-size, --amp,
 --label-smoothing, ...) is passed on to the training of `finetune` and `last`.
 """
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -40,22 +49,50 @@ from tqdm import tqdm
 import engine
 import train
 from data_dali import classification_loader, detection_loader
-from datasets import (IMAGE_EXTS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_sun397, read_tsv, read_voc_actions,
-                      read_voc_detection)
+from datasets import (IMAGE_EXTS, TRANSFER_SETS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_sun397, read_transfer,
+                      read_tsv, read_voc_actions, read_voc_detection)
 from detection import (FasterRCNN, RStarCNN, action_labels, freeze, generate_anchors, grid_regions,
                        opencv_selective_search, selective_search, split_classifier)
 from engine import UserError, ranged
-from eval.metrics import action_ap, detection_ap, knn, mean_ap, mean_class_accuracy, per_class_counts, topk_hits
+from eval.metrics import (SCORE_KEY, detection_ap, knn, label_ap, mean_ap, mean_class_accuracy, per_class_counts,
+                          transfer_metrics)
 import models
 from models import check_arch, check_input_size, get_model, input_spec
 
-TASKS = ('sun397', 'folder', 'manifest', 'voc07', 'voc12-action', 'knn', 'coarse-fine')
+# Kornblith et al. 2019's data sets other than SUN397 (which is the sun397 task), each read from its official layout
+KORNBLITH_SETS = tuple(n for n in TRANSFER_SETS if n != 'sun397')
+CLASSIFICATION = ('sun397', 'folder', 'manifest') + KORNBLITH_SETS
+TASKS = CLASSIFICATION + ('voc07', 'voc12-action', 'knn', 'coarse-fine')
 MODES = ('finetune', 'last', 'linear')
 # Paper §3 (SUN-CLS): fc8 replaced by a random 397-way layer, all layers fine-tuned, SGD 50K iterations at
 # lr 0.001, x0.1 every 20K. The new layer learns at 10x and the batch is 50 as in Caffe's fine-tuning
 # example (models/finetune_flickr_style/solver.prototxt), which has the same lr and step.
 RECIPE = ['--iters', '50000', '--lr', '0.001', '--lr-steps', '20000', '40000', '--head-lr-mult', '10',
           '--batch-size', '50', '--eval-every', '5000', '--save-every', '1000']
+# Kornblith et al. 2019's fine-tuning, as SimCLR's appendix B.8 restates it (Chen, Kornblith et al. 2020, "we follow
+# the approach of Kornblith et al."; the 2019 appendix itself was not reachable): SGD with Nesterov momentum 0.9,
+# batch 256, 20,000 steps; BN statistics momentum from the data set's size (bn_momentum); random crop and flip
+# (--style inception: random-resized crop); test: resize and centre crop. The lr schedule is not stated there:
+# cosine here (README fidelity table). Every (lr, wd) of the grid is chosen on validation, then the best is
+# retrained on train + val. Data sets without an official validation split hold out KORNBLITH_VAL of each class.
+KORNBLITH_SGD = ['--batch-size', '256', '--nesterov', '--momentum', '0.9', '--schedule', 'cosine', '--style', 'inception',
+                 '--head-lr-mult', '1', '--save-every', '1000']
+KORNBLITH_FINETUNE = ['--iters', '20000', '--eval-every', '20000', *KORNBLITH_SGD]
+# From random initialisation: the same, 40,000 steps, and a grid of larger learning rates (SimCLR B.8)
+KORNBLITH_SCRATCH = ['--iters', '40000', '--eval-every', '40000', *KORNBLITH_SGD]
+
+
+def logspace(lo, hi, n):
+    return [float(f'{10 ** (lo + (hi - lo) * i / (n - 1)):.4g}') for i in range(n)]
+
+
+# (lrs, weight decays as the paper states them, divided by the lr for SGD): fine-tuning 7 lrs 1e-4..0.1 x 7 decays
+# 1e-6..1e-3 and none; from scratch 7 lrs 1e-3..1 x 8 decays 1e-5..10^-1.5 (SimCLR B.8)
+KORNBLITH_GRID = {'finetune': (logspace(-4, -1, 7), logspace(-6, -3, 7) + [0.0]),
+                  'scratch': (logspace(-3, 0, 7), logspace(-5, -1.5, 8))}
+KORNBLITH_VAL = 0.2  # share of each class held out where a data set has no validation split: not given; our choice
+# Fixed features: 45 L2 strengths log-spaced 1e-6..1e5 (SimCLR B.8), chosen on validation, refit on train + val
+KORNBLITH_LAMBDAS = logspace(-6, 5, 45)
 
 
 def get_args_parser():
@@ -68,6 +105,14 @@ def get_args_parser():
                    'classification model (resnet50, densenet121, ...) or timm:NAME')
     p.add_argument('--width', type=ranged(float, 0, lo_open=True), default=None, help='AlexNet width (default: the checkpoint\'s, else 1.0)')
     p.add_argument('--mode', default='finetune', choices=MODES)
+    p.add_argument('--recipe', default=None, choices=('huh', 'kornblith'),
+                   help='fine-tuning recipe: huh (Huh et al. 2016\'s SUN-CLS: Caffe SGD, 50K iterations) or kornblith '
+                        '(Kornblith et al. 2019: a grid of lr x weight decay chosen on validation, then retrained on '
+                        'train + val). Default: kornblith for the Kornblith data sets, huh otherwise')
+    p.add_argument('--lr-grid', type=ranged(float, 0, lo_open=True), nargs='+', default=None,
+                   help='learning rates searched on validation (default: the recipe\'s; huh: none, its one lr)')
+    p.add_argument('--wd-grid', type=ranged(float, 0), nargs='+', default=None,
+                   help='weight decays searched on validation (default: the recipe\'s)')
     p.add_argument('--out', default=None, help='run directory (default: runs/<init run>/<task>-<mode>)')
     p.add_argument('--crop', type=ranged(int, 1), default=None, help='default: the checkpoint\'s, else the network\'s input size')
     p.add_argument('--resize', type=ranged(int, 1), default=None, help='default: the checkpoint\'s, else the network\'s (256 for 224 px)')
@@ -82,16 +127,19 @@ def get_args_parser():
     data = p.add_argument_group('data')
     data.add_argument('--sun-root', default=None, help='sun397: the SUN397 folder (ClassName.txt, Partitions/, a/abbey/...)')
     data.add_argument('--split', type=ranged(int, 1, 10), default=1, help='sun397: official split 1-10')
-    data.add_argument('--data', default=None, help='folder: ROOT/<class>/*.jpg, or ROOT/train/<class> + ROOT/test/<class>')
+    data.add_argument('--data', default=None, help='folder: ROOT/<class>/*.jpg, or ROOT/train/<class> + ROOT/test/<class>; '
+                      'a Kornblith data set: its folder in the official layout (README, "Kornblith et al. 2019")')
     data.add_argument('--subset', default=None, help='manifest, knn, coarse-fine: a subsets.py folder')
     data.add_argument('--val-fraction', type=ranged(float, 0, 1, hi_open=True), default=None,
                       help='share of each class\'s training images held out for validation (default: none for sun397, '
                            'which trains on the whole official list as the paper; 0.1 for the linear probe, which '
-                           'chooses its L2 strength there, and for folder and manifest)')
+                           'chooses its L2 strength there, and for folder and manifest; 0.2 under --recipe '
+                           'kornblith for a data set without an official validation split)')
     data.add_argument('--test-fraction', type=ranged(float, 0, 1, lo_open=True, hi_open=True), default=0.2, help='folder without test/: share of each class kept for testing')
     probe = p.add_argument_group('linear probe')
-    probe.add_argument('--lambdas', type=ranged(float, 0, lo_open=True), nargs='+', default=[10.0 ** k for k in range(-6, 1)],
-                       help='L2 strengths tried; the best on validation is refit on train + val')
+    probe.add_argument('--lambdas', type=ranged(float, 0, lo_open=True), nargs='+', default=None,
+                       help='L2 strengths tried; the best on validation is refit on train + val (default: Kornblith et '
+                            'al.\'s 45 values log-spaced from 1e-6 to 1e5)')
     nn_ = p.add_argument_group('knn')
     nn_.add_argument('--feature', default='fc7', choices=('fc7', 'fc8'),
                      help='penultimate features or logits (the paper\'s text and Fig. 4 disagree)')
@@ -160,13 +208,25 @@ def folder_rows(root, names=None):
 
 
 def classification_data(args):
-    """(image root, class names, train, val, test rows) of a classification task."""
+    """(image root, class names, train, val, test rows) of a classification task. A row's label is a class id, or
+    for a multi-label set (voc07-cls) a tuple of 1 / 0 / -1 per class."""
     if args.val_fraction is None:
-        args.val_fraction = 0.0 if args.task == 'sun397' and args.mode != 'linear' else 0.1
+        args.val_fraction = (0.0 if args.task == 'sun397' and args.mode != 'linear' and not searches(args) else
+                             KORNBLITH_VAL if args.recipe == 'kornblith' else 0.1)
     if not 0 <= args.val_fraction < 1:
         raise UserError(f'--val-fraction {args.val_fraction}: must be in [0, 1)')
     if args.mode == 'linear' and args.val_fraction == 0:
         raise UserError('--mode linear chooses its L2 strength on a validation split: --val-fraction must be > 0')
+    if args.task in KORNBLITH_SETS:
+        if not args.data:
+            raise UserError(f'{args.task} needs --data ROOT, its folder in the official layout: {TRANSFER_SETS[args.task][1]}')
+        d = read_transfer(args.task, args.data, args.seed)
+        for note in d['notes']:
+            print(note)
+        train_rows, val = d['train'], d['val']
+        if not val:  # no official validation split: hold out a share of each class (Kornblith et al. 2019, A.3)
+            train_rows, val = hold_out(train_rows, args.val_fraction, args.seed)
+        return d['image_root'], d['names'], train_rows, val, d['test']
     if args.task == 'sun397':
         if not args.sun_root:
             raise UserError('sun397 needs --sun-root (the SUN397 folder)')
@@ -216,6 +276,8 @@ def need_subset(args):
 # finetune.py arguments that may differ between a run and its re-run without changing its result
 RERUN_MAY_CHANGE = ('workers', 'eval_batch_size', 'out')
 PATH_ARGS = ('init', 'subset', 'data', 'sun_root', 'voc', 'regions_cache')
+# finetune.py arguments added after results were made: a transfer.json without them does not compare them
+ADDED_LATER = ('train_flags', 'recipe', 'lr_grid', 'wd_grid')
 
 
 def train_flags(rest):
@@ -242,9 +304,9 @@ def finished(out, args):
         return False
     done = engine.read_json(path, ['finetune_args'], fix='move it away to run again')
     old = engine.resolved({k: v for k, v in done['finetune_args'].items() if k not in RERUN_MAY_CHANGE}, PATH_ARGS)
-    if 'train_flags' not in old:  # a result written before they were recorded: its train.py flags are not known
-        old['train_flags'] = run_identity(args)['train_flags']
     new = run_identity(args)
+    for k in ADDED_LATER:  # a result written before they were recorded: they do not compare
+        old.setdefault(k, new.get(k))
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
         k = diff[0]
@@ -258,17 +320,21 @@ def write_data(folder, root, names, train_rows, val, test, meta):
     """The task's manifests as a subsets.py-style folder, which train.py reads like any other. They are part of the
     run's identity: a folder that holds other manifests (another --seed, --val-fraction or --test-fraction) is
     refused before anything is written."""
-    texts = {name: ''.join(f'{p} {label}\n' for p, label in rows) for name, rows in
-             (('train', train_rows), ('val', val), ('test', test))}
+    multi = any(isinstance(lab, tuple) for _, lab in train_rows)
+    splits = (('train', train_rows), ('val', val), ('test', test))
+    # a multi-label row's manifest label is its line in SPLIT.targets.txt (train.py targets_path)
+    texts = {name: ''.join(f'{p} {i if multi else label}\n' for i, (p, label) in enumerate(rows)) for name, rows in splits}
+    if multi:
+        texts.update({f'{name}.targets': ''.join(' '.join(map(str, label)) + '\n' for _, label in rows) for name, rows in splits})
     for name, text in texts.items():
         path = os.path.join(folder, f'{name}.txt')
         if os.path.exists(path) and open(path).read() != text:
-            raise UserError(f'{path} holds other {name} images than these arguments give (another --seed, '
+            raise UserError(f'{path} holds other {name.split(".")[0]} images than these arguments give (another --seed, '
                             f'--val-fraction or --test-fraction?); pass another --out')
     os.makedirs(folder, exist_ok=True)
     for name, text in texts.items():
         engine.write_atomic(os.path.join(folder, f'{name}.txt'), text)
-    counts = [sum(1 for _, lab in train_rows if lab == i) for i in range(len(names))]
+    counts = [sum(1 for _, lab in train_rows if (lab[i] > 0 if multi else lab == i)) for i in range(len(names))]
     with open(os.path.join(folder, 'classes.tsv'), 'w') as f:
         f.write('label\tname\timages\n' + ''.join(f'{i}\t{n}\t{c}\n' for i, (n, c) in enumerate(zip(names, counts))))
     with open(os.path.join(folder, 'meta.json'), 'w') as f:
@@ -354,11 +420,41 @@ def finish(out, args, result, record_args=True):
 # finetune / last: train.py on the task's manifests, then the test set
 
 
-def run_training(args, rest, data_dir, out):
+def recipe(args):
+    """The train.py flags of the fine-tuning recipe (the user's own come after them and win)."""
+    if args.recipe == 'huh':
+        return RECIPE
+    return KORNBLITH_SCRATCH if args.init == 'scratch' else KORNBLITH_FINETUNE
+
+
+def grid(args):
+    """[(lr, weight decay as the paper states it)] searched on validation: --lr-grid / --wd-grid, the recipe's grids,
+    or the one --lr / --wd passed through. [(None, None)] under Huh's recipe: its own lr, no search."""
+    if args.recipe == 'huh' and args.lr_grid is None and args.wd_grid is None:
+        return [(None, None)]
+    lrs, wds = KORNBLITH_GRID['scratch' if args.init == 'scratch' else 'finetune']
+    lrs = [args.train_flags['lr']] if 'lr' in args.train_flags else args.lr_grid or lrs
+    if 'wd' in args.train_flags:  # train.py's --wd is the decay itself: the paper's unit is that times the lr
+        return [(lr, args.train_flags['wd'] * lr) for lr in lrs]
+    return [(lr, wd) for lr in lrs for wd in args.wd_grid or wds]
+
+
+def searches(args):
+    return len(grid(args)) > 1
+
+
+def run_training(args, rest, data_dir, out, lr=None, wd=None):
+    """train.py on DATA_DIR's train.txt (validated on its val.txt) into OUT at one grid point; returns the trained
+    network. The weight decay of Kornblith et al.'s grids is divided by the learning rate (SimCLR's appendix B.8,
+    which follows their protocol): --wd is wd / lr."""
     argv = ['--subset', data_dir, '--out', out, '--arch', args.arch, '--norm', args.norm, '--width', str(args.width), '--crop', str(args.crop),
             '--resize', str(args.resize), '--seed', str(args.seed), '--workers', str(args.workers),
             '--mean', *map(str, args.mean), '--std', *map(str, args.std), '--resize-mode', args.resize_mode,
-            '--weight-init', args.weight_init, *RECIPE]
+            '--weight-init', args.weight_init, *recipe(args)]
+    if args.recipe == 'kornblith':
+        argv += ['--bn-momentum', str(bn_momentum(data_dir, args.train_flags.get('batch_size', 256)))]
+    if lr is not None:
+        argv += ['--lr', repr(lr), '--wd', repr(wd / lr)]
     if args.init != 'scratch':
         argv += ['--init', args.init if args.init.startswith(('torchvision:', 'timm:')) else os.path.abspath(args.init)]
     if args.mode == 'last':
@@ -369,10 +465,74 @@ def run_training(args, rest, data_dir, out):
                       targs.width, targs.weight_init)
     final = os.path.join(out, 'checkpoint.pth')
     engine.load_state(model, engine.load_checkpoint(final)['model'], final)
+    return model
+
+
+def bn_momentum(data_dir, batch):
+    """PyTorch's BN momentum for Kornblith et al.'s rule, decay max(1 - 10 / s, 0.9) with s steps an epoch (SimCLR
+    B.8): the running statistics average over about ten epochs' batches, however small the data set."""
+    steps = max(1, len(read_manifest(os.path.join(data_dir, 'train.txt'))) // batch)
+    return min(10 / steps, 0.1)
+
+
+def scores_of(args, model, data_dir, split):
+    """transfer_metrics of the network on DATA_DIR's SPLIT manifest (its targets for a multi-label set)."""
     device, amp = device_and_amp()
     root = engine.read_json(os.path.join(data_dir, 'meta.json'), ['root'])['root']
-    m = engine.evaluate(model.to(device), loader(args, root, os.path.join(data_dir, 'test.txt')), device, amp, 1)
-    return {'test_top1': m['top1'], 'test_top5': m['top5'], 'test_mean_class_acc': m['mean_class_acc'], 'test_images': m['n']}
+    scores, labels = engine.extract(model.to(device).eval(), loader(args, root, os.path.join(data_dir, f'{split}.txt')), device, amp)
+    return transfer_metrics(scores, multilabel_targets(data_dir, split, labels, scores.shape[1]))
+
+
+def multilabel_targets(data_dir, split, labels, num_classes):
+    """A multi-label split's [N, C] targets of its manifest labels (row numbers), else the labels as they are."""
+    path = train.targets_path(data_dir, split)
+    return train.read_targets(path, num_classes)[labels].long() if os.path.exists(path) else labels
+
+
+def task_metric(args):
+    """The task's headline measure: Kornblith et al.'s per data set (SUN397 under their recipe: top-1); otherwise mean
+    class accuracy (Huh et al.'s SUN-CLS, Xiao et al. 2010)."""
+    if args.task in KORNBLITH_SETS or args.task == 'sun397' and args.recipe == 'kornblith':
+        return TRANSFER_SETS[args.task][0]
+    return 'mean_class'
+
+
+def finetune_task(args, rest, root, names, rows, data_dir, out):
+    """finetune / last. Under Huh's recipe: train on train (validating on val), test. Under Kornblith's: every
+    (lr, wd) of the grid trains on train into OUT/search/lr*-wd*/ and is scored on val with the task's measure; the
+    best is retrained on train + val into OUT (Kornblith et al. 2019, A.3), and tested."""
+    key = SCORE_KEY[task_metric(args)]
+    points, search = grid(args), {}
+    if len(points) > 1:
+        for i, (lr, wd) in enumerate(points):
+            sub = os.path.join(out, 'search', f'lr{lr:g}-wd{wd:g}')
+            print(f'search {i + 1}/{len(points)}: lr {lr:g}, weight decay {wd:g} (/ lr)')
+            search[(lr, wd)] = None  # diverged: left out of the choice, and not tried again on a re-run
+            if not os.path.exists(os.path.join(sub, 'diverged.json')):
+                try:
+                    run_training(args, rest, data_dir, sub, lr, wd)
+                except train.Diverged:
+                    engine.write_atomic(os.path.join(sub, 'diverged.json'), json.dumps({'lr': lr, 'wd': wd}) + '\n')
+                    continue
+                search[(lr, wd)] = engine.read_json(os.path.join(sub, 'metrics.json'), [f'val_{key}'])[f'val_{key}']
+        ok = [p for p in points if search[p] is not None]
+        if not ok:
+            raise UserError(f'every point of the grid diverged (see {os.path.join(out, "search")}); try lower --lr-grid values')
+        best = max(ok, key=lambda p: (search[p], -p[0]))
+        print('search: ' + ', '.join(f'lr {lr:g} wd {wd:g}: ' + ('diverged' if v is None else f'{v:.2f}')
+                                      for (lr, wd), v in search.items()) + f'; best lr {best[0]:g}, wd {best[1]:g}')
+    else:
+        best = points[0]
+    if args.recipe == 'kornblith':  # the final network learns from train + val
+        train_rows, val, test = rows
+        data_dir = os.path.join(out, 'data-final')
+        write_data(data_dir, root, names, train_rows + val, [], test, {'kind': args.task, 'seed': args.seed, 'final': True})
+    model = run_training(args, rest, data_dir, out, *best)
+    m = scores_of(args, model, data_dir, 'test')
+    result = {f'test_{k}': v for k, v in m.items() if k != 'n'}
+    if best[0] is not None:
+        result.update(lr=best[0], wd=best[1], search={f'lr{lr:g}-wd{wd:g}': v for (lr, wd), v in search.items()})
+    return {**result, 'test_images': m['n']}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -486,7 +646,7 @@ def test_regions(model, loader, records, names, det, device, amp_dtype, grid=Fal
         ap, curves = detection_ap(found, [(r['boxes'], r['labels'], r['difficult']) for r in records], len(names))
     else:
         labels = torch.cat([torch.as_tensor(r['actions']) for r in records]) * 2 - 1  # devkit: 1 or -1
-        ap, curves = action_ap(torch.cat(found), labels)
+        ap, curves = label_ap(torch.cat(found), labels)
     m = {'mAP': 100 * mean_ap(ap), 'n': len(records), **{f'AP/{n}': 100 * a for n, a in zip(names, ap) if a == a}}
     return m, curves
 
@@ -649,48 +809,63 @@ def region_task(args, rest):
 # linear: L2-regularised multinomial logistic regression on frozen penultimate features (Kornblith et al. 2019)
 
 
-def fit_logreg(x, y, num_classes, lam, iters=300):
-    """(W, b) minimising mean cross-entropy + lam * |W|^2, by L-BFGS (the problem is convex and small)."""
-    w = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, requires_grad=True)
-    b = torch.zeros(num_classes, dtype=x.dtype, requires_grad=True)
+def fit_logreg(x, y, num_classes, lam, iters=300, init=None):
+    """(W, b) minimising the mean cross-entropy + lam * |W|^2 by L-BFGS (the problem is convex and small). y [N] is
+    class ids (softmax: multinomial regression); y [N, C] of 1 / 0 / -1 is multi-label (a sigmoid per class, the
+    0s ignored: train.multilabel_loss). The bias is not penalised. init: (W, b) to start from (the solution at a
+    nearby strength: the problem is convex, so only the number of steps changes)."""
+    w, b = init or (torch.zeros(x.shape[1], num_classes, dtype=x.dtype, device=x.device), torch.zeros(num_classes, dtype=x.dtype, device=x.device))
+    w, b = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iters, history_size=20, line_search_fn='strong_wolfe')
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(x @ w + b, y) + lam * (w * w).sum()
+        logits = x @ w + b
+        loss = (train.multilabel_loss(logits, y) if y.ndim == 2 else F.cross_entropy(logits, y)) + lam * (w * w).sum()
         loss.backward()
         return loss
     opt.step(closure)
     return w.detach(), b.detach()
 
 
-def classify(x, y, w, b, num_classes):
-    logits = x @ w + b
-    correct, total = per_class_counts(logits.argmax(1), y, num_classes)
-    return {'top1': 100 * topk_hits(logits, y, (1,))[0].item() / len(y), 'mean_class_acc': mean_class_accuracy(correct, total)}
-
-
 def linear_probe(args, model, root, data_dir, num_classes):
+    """Kornblith et al. 2019's fixed features: penultimate features of the resized, centre-cropped image (the val
+    pipeline, no augmentation), L2-regularised logistic regression by L-BFGS for each --lambdas, the best on
+    validation (the task's measure) refit on train + val, then tested. On the GPU where there is one."""
     device, amp = device_and_amp()
     model = model.to(device).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    feats = {s: engine.extract(lambda x: models.features(model, x), loader(args, root, os.path.join(data_dir, f'{s}.txt')), device, amp)
-             for s in ('train', 'val', 'test')}
+    feats = {}
+    for s in ('train', 'val', 'test'):
+        x, rows = engine.extract(lambda x: models.features(model, x), loader(args, root, os.path.join(data_dir, f'{s}.txt')), device, amp)
+        feats[s] = x, multilabel_targets(data_dir, s, rows, num_classes)
     # The backbone is only read: check it (fixed features must stay fixed).
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), 'the backbone changed during the linear probe'
     # Standardise with the training statistics: L-BFGS converges in far fewer steps, and the L2 strengths
     # mean the same for every network.
     mu, sd = feats['train'][0].mean(0), feats['train'][0].std(0) + 1e-6
     (xtr, ytr), (xva, yva), (xte, yte) = [((x - mu) / sd, y) for x, y in (feats[s] for s in ('train', 'val', 'test'))]
-    scores = {}
-    for lam in args.lambdas:
-        scores[lam] = classify(xva, yva, *fit_logreg(xtr, ytr, num_classes, lam), num_classes)
-        print(f'lambda {lam:g}: val top-1 {scores[lam]["top1"]:.2f}%, mean class {scores[lam]["mean_class_acc"]:.2f}%')
-    best = max(args.lambdas, key=lambda lam: (scores[lam]['mean_class_acc'], lam))
+    xtr, ytr, xva, yva, xte, yte = (t.to(device) for t in (xtr, ytr, xva, yva, xte, yte))
+    key = SCORE_KEY[task_metric(args)]
+    best, scores = choose_lambda(xtr, ytr, xva, yva, num_classes, args.lambdas, key)
     w, b = fit_logreg(torch.cat([xtr, xva]), torch.cat([ytr, yva]), num_classes, best)  # refit on train + val
-    test = classify(xte, yte, w, b, num_classes)
-    return {'lambda': best, 'val': {f'{k:g}': v for k, v in scores.items()}, 'test_top1': test['top1'],
-            'test_mean_class_acc': test['mean_class_acc'], 'test_images': len(yte), 'feature_dim': xtr.shape[1]}
+    test = transfer_metrics((xte @ w + b).cpu(), yte.cpu())
+    return {'lambda': best, 'val': {f'{k:g}': v for k, v in scores.items()}, 'feature_dim': xtr.shape[1],
+            **{f'test_{k}': v for k, v in test.items() if k != 'n'}, 'test_images': test['n']}
+
+
+def choose_lambda(xtr, ytr, xva, yva, num_classes, lambdas, key):
+    """(the L2 strength with the best validation `key` of transfer_metrics, {strength: that score}); ties go to the
+    stronger regularisation."""
+    scores, wb = {}, None
+    # strongest first, each fit starting from the last (a regularisation path): 45 fits cost a few cold ones
+    for lam in tqdm(sorted(lambdas, reverse=True), desc='L2 strengths', leave=False, disable=len(lambdas) < 10):
+        wb = fit_logreg(xtr, ytr, num_classes, lam, init=wb)
+        scores[lam] = transfer_metrics((xva @ wb[0] + wb[1]).cpu(), yva.cpu())[key]
+    scores = {lam: scores[lam] for lam in sorted(scores)}
+    best = max(lambdas, key=lambda lam: (scores[lam], lam))
+    print(f'L2 strength on validation ({key}): ' + ', '.join(f'{lam:.3g} {v:.2f}' for lam, v in scores.items()) + f'; best {best:g}')
+    return best, scores
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -799,7 +974,10 @@ def main(args, rest):
     # knn, coarse-fine and linear used to draw unseeded (one R*CNN-from-scratch command gave 26.7-41.0 mAP over
     # runs on the toy VOC12). train.py seeds again for the finetune and last modes.
     torch.manual_seed(args.seed)
-    if rest and not (args.task in ('sun397', 'folder', 'manifest') and args.mode in ('finetune', 'last')
+    args.recipe = args.recipe or ('kornblith' if args.task in KORNBLITH_SETS else 'huh')
+    if args.mode == 'linear':
+        args.lambdas = args.lambdas or KORNBLITH_LAMBDAS
+    if rest and not (args.task in CLASSIFICATION and args.mode in ('finetune', 'last')
                      or args.task in ('voc07', 'voc12-action')):
         raise UserError(f'unrecognized arguments: {" ".join(rest)} (train.py flags apply to the finetune and last modes only)')
     args.train_flags = train_flags(rest)
@@ -833,12 +1011,15 @@ def main(args, rest):
         if args.mode == 'linear':
             result = linear_probe(args, model, root, data_dir, len(names))
         else:
-            result = run_training(args, rest, data_dir, out)
+            result = finetune_task(args, rest, root, names, (train_rows, val, test), data_dir, out)
     except (UserError, SystemExit, OSError):  # OSError: a full or read-only disk
-        if created and os.path.isdir(out) and not os.path.exists(os.path.join(out, 'args.json')):
+        trained = glob.glob(os.path.join(out, 'args.json')) + glob.glob(os.path.join(out, 'search', '*', 'args.json'))
+        if created and os.path.isdir(out) and not trained:
             shutil.rmtree(out)  # a mistake found on the way leaves no half-made run directory
         raise
-    finish(out, args, {'mode': args.mode, 'classes': len(names), **result}, record_args=args.mode == 'linear')
+    metric = task_metric(args)
+    finish(out, args, {'mode': args.mode, 'classes': len(names), 'metric': metric,
+                       'test_score': result[f'test_{SCORE_KEY[metric]}'], **result}, record_args=args.mode == 'linear')
 
 
 if __name__ == '__main__':

@@ -1,9 +1,10 @@
 """The embedded default data set: small synthetic images in the real ILSVRC-2012 folder layout, and toy transfer
-sets in the real SUN397 and PASCAL VOCdevkit layouts.
+sets in the real SUN397, PASCAL VOCdevkit and Kornblith et al. 2019 transfer-set layouts.
 
     python toydata.py --out data/toy                      # 20 classes, 60 train + 20 val images each; SUN397, VOC
     python toydata.py --out data/toy --train-per-class 200 --seed 1
     python toydata.py --out data/toy --voc07-trainval 0 --voc07-test 0 --voc12-per-action 0   # no toy VOC
+    python toydata.py --out data/toy --transfer-per-class 0                                     # no toy transfer sets
 
 It writes `OUT/train/<wnid>/<wnid>_<n>.JPEG` and `OUT/val/<wnid>/ILSVRC2012_val_<n>.JPEG`, the layout
 `subsets.py index` reads for real ImageNet, so every later step runs unchanged on toy and real data. It also
@@ -27,14 +28,26 @@ ImageSets/), for datasets.read_voc_detection and read_voc_actions:
   animal to ride, car-family wheels, a fish-family instrument, a bird-family computer or camera, a fruit-family
   phone, a book. The box is the tight box of the person's figure (head, body, limbs) without the prop: VOC boxes
   the person only.
+
+`OUT/transfer/<name>/` holds a miniature of each of Kornblith et al. 2019's transfer sets in its official layout
+(datasets.TRANSFER_SETS, datasets.read_transfer): food101, cifar10 and cifar100 (real pickled batches, 32 x 32),
+birdsnap (two listed images missing, as after get_birdsnap.py), cars and flowers102 (.mat files), aircraft, dtd,
+pets and caltech101 (BACKGROUND_Google included, 31-34 images a class so that its 30-per-class rule leaves a test
+set); 4 classes each, `--transfer-per-class` images of each in each split, 32-64 px. Their sun397 and voc07-cls are
+the toy SUN397 and VOCdevkit above.
 """
 import argparse
 import colorsys
+import hashlib
+import io
+import json
 import math
 import os
+import pickle
 import random
 import sys
 
+import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
 from engine import ranged, run_main
@@ -358,6 +371,7 @@ def _voc07_xml(image_id, size, objects):
 
 
 def _write_lines(path, lines):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'w') as f:
         f.write(''.join(f'{line}\n' for line in lines))
 
@@ -593,6 +607,297 @@ def write_voc12(out, per_action, seed):
     return {k: len(v) for k, v in sets.items()}, 2 * per_action * len(VOC_ACTIONS)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Toy transfer sets: Kornblith et al. 2019's twelve data sets in miniature, each in its official layout (the one
+# datasets.read_transfer reads; datasets.TRANSFER_SETS lists them), with four of each set's real class names, each
+# drawn as one toy class so that the classes are learnable and pre-training on the toy ImageNet helps.
+
+TRANSFER_CLASSES = {
+    'food101': ['apple_pie', 'baby_back_ribs', 'baklava', 'beef_carpaccio'],
+    'cifar10': ['airplane', 'automobile', 'bird', 'cat'],
+    'cifar100': ['apple', 'aquarium_fish', 'baby', 'bear'],
+    'birdsnap': ['Acadian Flycatcher', 'Acorn Woodpecker', 'Alder Flycatcher', "Allen's Hummingbird"],
+    'cars': ['AM General Hummer SUV 2000', 'Acura RL Sedan 2012', 'Acura TL Sedan 2012', 'Acura TL Type-S 2008'],
+    'aircraft': ['707-320', 'A300B4', 'Cessna 172', 'F-16A/B'],  # variant names hold spaces and slashes
+    'dtd': ['banded', 'blotchy', 'braided', 'bubbly'],
+    'pets': ['Abyssinian', 'american_bulldog', 'american_pit_bull_terrier', 'basset_hound'],  # cats capitalised
+    'caltech101': ['BACKGROUND_Google', 'Faces_easy', 'accordion', 'airplanes'],
+    'flowers102': ['pink primrose', 'hard-leaved pocket orchid', 'canterbury bells', 'sweet pea'],
+}
+CIFAR100_COARSE = ['fruit_and_vegetables', 'fish', 'people', 'large_carnivores']
+BIRDSNAP_SCIENTIFIC = ['Empidonax virescens', 'Melanerpes formicivorus', 'Empidonax alnorum', 'Selasphorus sasin']
+BIRDSNAP_PARTS = ('back', 'beak', 'belly', 'breast', 'crown', 'forehead', 'left_cheek', 'left_eye', 'left_leg',
+                  'left_wing', 'nape', 'right_cheek', 'right_eye', 'right_leg', 'right_wing', 'tail', 'throat')
+# Caltech-101's rule takes 30 training images of each class (datasets.CALTECH_TRAIN_PER_CLASS), so every toy class
+# has a few more, at 32 px to stay small; the test set is what is left over.
+CALTECH_TOY_IMAGES = (31, 32, 33, 34)
+
+
+def _transfer_image(name, k, key, seed, size=64):
+    """One image of class k of the toy transfer set `name`: a toy class drawn by draw(), shrunk to at most `size`
+    px. Keyed by (seed, set, key), so every file is byte-identical for a seed."""
+    s = list(TRANSFER_CLASSES).index(name)
+    rng = random.Random(f'{seed}/transfer/{name}/{key}')
+    img = draw(toy_classes()[(3 * s + 5 * k) % 20], rng)  # four different toy classes for each set
+    img.thumbnail((size, size))
+    return img
+
+
+def _save(img, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    img.save(path, quality=85)
+    return path
+
+
+def _savemat(path, variables):
+    """scipy.io.savemat with a fixed header text: scipy writes the time into the 116 bytes of text that open a MAT 5
+    file, and the toy files must be byte-identical for a seed."""
+    import scipy.io  # toydata needs scipy only for the Cars and Flowers .mat files
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, variables)
+    data = bytearray(buf.getvalue())
+    data[:116] = b'MATLAB 5.0 MAT-file, Platform: posix, written by toydata.py'.ljust(116)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+
+
+def _counts(root, classes, train, val, test, **extra):
+    return {'root': root, 'classes': classes, 'train': train, 'val': val, 'test': test, **extra}
+
+
+def write_food101(root, per_class, seed):
+    """ROOT/images/<class>/<id>.jpg, meta/{classes,labels,train,test}.txt and meta/{train,test}.json
+    ({class: ["class/id", ...]}), as food-101.tar.gz unpacks."""
+    names = TRANSFER_CLASSES['food101']
+    lists = {'train': {}, 'test': {}}
+    for k, c in enumerate(names):
+        for i in range(2 * per_class):
+            image_id = f'{k + 1}{i:05d}'
+            _save(_transfer_image('food101', k, image_id, seed), os.path.join(root, 'images', c, f'{image_id}.jpg'))
+            lists['train' if i < per_class else 'test'].setdefault(c, []).append(f'{c}/{image_id}')
+    _write_lines(os.path.join(root, 'meta', 'classes.txt'), names)
+    _write_lines(os.path.join(root, 'meta', 'labels.txt'), [c.replace('_', ' ').capitalize() for c in names])
+    for split, listing in lists.items():
+        _write_lines(os.path.join(root, 'meta', f'{split}.txt'), [p for c in names for p in listing[c]])
+        with open(os.path.join(root, 'meta', f'{split}.json'), 'w') as f:
+            json.dump(listing, f)
+    return _counts(root, len(names), len(names) * per_class, 0, len(names) * per_class)
+
+
+def write_cifar(root, per_class, seed, name):
+    """ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} or ROOT/cifar-100-python/{train,test,meta}:
+    pickled dicts as the "python version" holds them, loaded with encoding='bytes': b'data' uint8 N x 3072 (the red,
+    green and blue 32 x 32 planes, row-major), b'labels' (CIFAR-100: b'fine_labels', b'coarse_labels'), b'filenames',
+    b'batch_label'."""
+    ten = name == 'cifar10'
+    names = TRANSFER_CLASSES[name]
+    folder = os.path.join(root, 'cifar-10-batches-py' if ten else 'cifar-100-python')
+    os.makedirs(folder, exist_ok=True)
+
+    def dump(file, d):
+        with open(os.path.join(folder, file), 'wb') as f:
+            pickle.dump(d, f)
+    for split, files in (('train', [f'data_batch_{b}' for b in range(1, 6)] if ten else ['train']),
+                         ('test', ['test_batch'] if ten else ['test'])):
+        order = [(k, i) for k in range(len(names)) for i in range(per_class)]
+        random.Random(f'{seed}/transfer/{name}/{split}').shuffle(order)  # classes interleave, as in the batches
+        for b, file in enumerate(files):
+            part = order[b::len(files)]
+            data = np.stack([np.asarray(_transfer_image(name, k, f'{split}/{i}', seed).convert('RGB').resize((32, 32)))
+                             .transpose(2, 0, 1).reshape(3072) for k, i in part]) if part else np.zeros((0, 3072), np.uint8)
+            d = {b'batch_label': f'{"training" if split == "train" else "testing"} batch {b + 1} of {len(files)}'.encode(),
+                 b'filenames': [f'{names[k]}_s_{i:06d}.png'.encode() for k, i in part], b'data': data}
+            if ten:
+                d[b'labels'] = [k for k, _ in part]
+            else:
+                d[b'fine_labels'], d[b'coarse_labels'] = [k for k, _ in part], [k for k, _ in part]  # a superclass each
+            dump(file, d)
+    if ten:
+        dump('batches.meta', {b'num_cases_per_batch': per_class * len(names) // 5, b'num_vis': 3072,
+                              b'label_names': [n.encode() for n in names]})
+    else:
+        dump('meta', {b'fine_label_names': [n.encode() for n in names],
+                      b'coarse_label_names': [n.encode() for n in CIFAR100_COARSE]})
+    return _counts(root, len(names), len(names) * per_class, 0, len(names) * per_class)
+
+
+def write_birdsnap(root, per_class, seed):
+    """ROOT/{species,images,test_images}.txt (tab-separated, a header line) and ROOT/download/images/<dir>/<id>.jpg
+    where get_birdsnap.py saves them. Like the real download, some listed images are missing (dead Flickr links):
+    the first training image of the first species and the first test image of the second."""
+    names = TRANSFER_CLASSES['birdsnap']
+    dirs = [n.replace(' ', '_').replace("'", '') for n in names]
+    header = ['url', 'md5', 'path', 'species_id', 'bb_x1', 'bb_y1', 'bb_x2', 'bb_y2'] + [
+        f'{p}_{a}' for p in BIRDSNAP_PARTS for a in 'xy']
+    rows, test = [], []
+    for k, d in enumerate(dirs):
+        for i in range(2 * per_class):
+            photo = f'{4000000000 + 100000 * k + 37 * i}'
+            path = f'{d}/{photo}.jpg'
+            img = _transfer_image('birdsnap', k, path, seed)
+            if (k, i) in ((0, 0), (1, per_class)):
+                md5 = hashlib.md5(path.encode()).hexdigest()  # never downloaded
+            else:
+                with open(_save(img, os.path.join(root, 'download', 'images', path)), 'rb') as f:
+                    md5 = hashlib.md5(f.read()).hexdigest()
+            w, h = img.size
+            box = [w // 4, h // 4, 3 * w // 4, 3 * h // 4]
+            rows.append('\t'.join(map(str, [f'http://farm{k + 1}.staticflickr.com/{k + 1}{i:03d}/{photo}_x.jpg', md5,
+                                            path, k + 1, *box] + [w // 2, h // 2] * len(BIRDSNAP_PARTS))))
+            if i >= per_class:
+                test.append(path)
+    _write_lines(os.path.join(root, 'images.txt'), ['\t'.join(header)] + rows)
+    _write_lines(os.path.join(root, 'test_images.txt'), ['path'] + test)
+    _write_lines(os.path.join(root, 'species.txt'), ['id\tcommon\tscientific\tdir'] + [
+        f'{k + 1}\t{n}\t{s}\t{d}' for k, (n, s, d) in enumerate(zip(names, BIRDSNAP_SCIENTIFIC, dirs))])
+    n = len(names) * per_class
+    return _counts(root, len(names), n - 1, 0, n - 1, missing=2)
+
+
+def write_cars(root, per_class, seed):
+    """ROOT/cars_{train,test}/NNNNN.jpg, devkit/{cars_meta,cars_train_annos,cars_test_annos}.mat and
+    cars_test_annos_withlabels.mat: 'annotations' a 1 x N struct array (bbox_x1, bbox_y1, bbox_x2, bbox_y2, class
+    1..K, fname; the devkit's test file has no class), 'class_names' a 1 x K cell array."""
+    names = TRANSFER_CLASSES['cars']
+    fields = ['bbox_x1', 'bbox_y1', 'bbox_x2', 'bbox_y2', 'class', 'fname']
+    for split in ('train', 'test'):
+        order = [(k, i) for k in range(len(names)) for i in range(per_class)]
+        random.Random(f'{seed}/transfer/cars/{split}').shuffle(order)
+        ann = np.zeros((1, len(order)), dtype=[(f, 'O') for f in fields])
+        for j, (k, i) in enumerate(order):
+            fname = f'{j + 1:05d}.jpg'
+            img = _transfer_image('cars', k, f'{split}/{fname}', seed)
+            _save(img, os.path.join(root, f'cars_{split}', fname))
+            w, h = img.size
+            ann[0, j] = tuple(np.array([[v]], np.uint16) for v in (1, 1, w, h)) + (np.array([[k + 1]], np.uint8), fname)
+        _savemat(os.path.join(root, 'devkit', 'cars_train_annos.mat') if split == 'train' else
+                 os.path.join(root, 'cars_test_annos_withlabels.mat'), {'annotations': ann})
+        if split == 'test':
+            unlabelled = np.zeros(ann.shape, dtype=[(f, 'O') for f in fields if f != 'class'])
+            for f in unlabelled.dtype.names:
+                unlabelled[f] = ann[f]
+            _savemat(os.path.join(root, 'devkit', 'cars_test_annos.mat'), {'annotations': unlabelled})
+    _savemat(os.path.join(root, 'devkit', 'cars_meta.mat'), {'class_names': np.array([names], dtype=object)})
+    return _counts(root, len(names), len(names) * per_class, 0, len(names) * per_class)
+
+
+def write_aircraft(root, per_class, seed):
+    """ROOT (fgvc-aircraft-2013b)/data/images/<7-digit id>.jpg, data/variants.txt, data/images_variant_<split>.txt
+    ("<id> <variant>") and data/images_<split>.txt for train, val, trainval and test."""
+    names = TRANSFER_CLASSES['aircraft']
+    data = os.path.join(root, 'data')
+    lists = {'train': [], 'val': [], 'test': []}
+    n = 0
+    for k, v in enumerate(names):
+        for split in lists:
+            for _ in range(per_class):
+                image_id = f'{1000000 + 7919 * n % 9000000:07d}'
+                n += 1
+                _save(_transfer_image('aircraft', k, image_id, seed), os.path.join(data, 'images', f'{image_id}.jpg'))
+                lists[split].append((image_id, v))
+    lists['trainval'] = lists['train'] + lists['val']
+    _write_lines(os.path.join(data, 'variants.txt'), names)
+    for split, rows in lists.items():
+        rows = sorted(rows)
+        _write_lines(os.path.join(data, f'images_variant_{split}.txt'), [f'{i} {v}' for i, v in rows])
+        _write_lines(os.path.join(data, f'images_{split}.txt'), [i for i, _ in rows])
+    return _counts(root, len(names), len(names) * per_class, len(names) * per_class, len(names) * per_class)
+
+
+def write_dtd(root, per_class, seed, splits=2):
+    """ROOT/images/<class>/<class>_NNNN.jpg and labels/{train,val,test}<k>.txt ("<class>/<file>") for splits
+    k = 1..`splits` (DTD has 10), each drawing its own train, val and test images of every class."""
+    names = TRANSFER_CLASSES['dtd']
+    files = {c: [f'{c}/{c}_{4 * i + 2:04d}.jpg' for i in range(3 * per_class)] for c in names}
+    for k, c in enumerate(names):
+        for rel in files[c]:
+            _save(_transfer_image('dtd', k, rel, seed), os.path.join(root, 'images', rel))
+    for s in range(1, splits + 1):
+        lists = {'train': [], 'val': [], 'test': []}
+        for c in names:
+            order = list(files[c])
+            random.Random(f'{seed}/transfer/dtd/{s}/{c}').shuffle(order)
+            for j, split in enumerate(lists):
+                lists[split] += order[j * per_class:(j + 1) * per_class]
+        for split, rows in lists.items():
+            _write_lines(os.path.join(root, 'labels', f'{split}{s}.txt'), rows)
+    n = len(names) * per_class
+    return _counts(root, len(names), n, n, n)
+
+
+def write_pets(root, per_class, seed):
+    """ROOT/images/<Breed>_<n>.jpg and annotations/{trainval,test,list}.txt ("<image> <class id> <species 1 cat,
+    2 dog> <breed id within the species>"; list.txt opens with '#' comment lines)."""
+    names = TRANSFER_CLASSES['pets']
+    species = [1 if n[0].isupper() else 2 for n in names]  # the release: cat breeds are capitalised
+    lists = {'trainval': [], 'test': []}
+    for k, breed in enumerate(names):
+        order = list(range(1, 2 * per_class + 1))
+        random.Random(f'{seed}/transfer/pets/{breed}').shuffle(order)
+        for j, n in enumerate(order):
+            image = f'{breed}_{n}'
+            _save(_transfer_image('pets', k, image, seed), os.path.join(root, 'images', f'{image}.jpg'))
+            line = f'{image} {k + 1} {species[k]} {species[:k + 1].count(species[k])}'
+            lists['trainval' if j < per_class else 'test'].append((k, n, line))
+    for split, rows in lists.items():
+        _write_lines(os.path.join(root, 'annotations', f'{split}.txt'), [line for *_, line in sorted(rows)])
+    _write_lines(os.path.join(root, 'annotations', 'list.txt'), [
+        '#Image CLASS-ID SPECIES BREED ID', '#ID: 1:37 Class ids', '#SPECIES: 1:Cat 2:Dog',
+        '#BREED ID: 1-25:Cat 1:12:Dog', '#All images with 1st letter as captial are cat images',
+        '#images with small first letter are dog images'] + [line for *_, line in sorted(lists['trainval'] + lists['test'])])
+    n = len(names) * per_class
+    return _counts(root, len(names), n, 0, n)
+
+
+def write_caltech101(root, seed):
+    """ROOT/101_ObjectCategories/<class>/image_NNNN.jpg, BACKGROUND_Google among the class folders;
+    CALTECH_TOY_IMAGES images of each class."""
+    names = TRANSFER_CLASSES['caltech101']
+    for k, (c, n) in enumerate(zip(names, CALTECH_TOY_IMAGES)):
+        for i in range(1, n + 1):
+            rel = f'{c}/image_{i:04d}.jpg'
+            _save(_transfer_image('caltech101', k, rel, seed, size=32), os.path.join(root, '101_ObjectCategories', rel))
+    return _counts(root, len(names), 30 * len(names), 0, sum(CALTECH_TOY_IMAGES) - 30 * len(names))
+
+
+def write_flowers102(root, per_class, seed):
+    """ROOT/jpg/image_NNNNN.jpg, imagelabels.mat ('labels': 1 x N doubles, the class 1..K of image n) and
+    setid.mat ('trnid', 'valid', 'tstid': 1 x n image numbers)."""
+    names = TRANSFER_CLASSES['flowers102']
+    order = [(k, split) for k in range(len(names)) for split in ('trnid', 'valid', 'tstid') for _ in range(per_class)]
+    random.Random(f'{seed}/transfer/flowers102').shuffle(order)  # image numbers mix the classes, as the release's
+    labels, ids = [], {'trnid': [], 'valid': [], 'tstid': []}
+    for n, (k, split) in enumerate(order, 1):
+        _save(_transfer_image('flowers102', k, n, seed), os.path.join(root, 'jpg', f'image_{n:05d}.jpg'))
+        labels.append(k + 1)
+        ids[split].append(n)
+    _savemat(os.path.join(root, 'imagelabels.mat'), {'labels': np.array([labels], np.float64)})
+    _savemat(os.path.join(root, 'setid.mat'), {k: np.array([v], np.uint16) for k, v in ids.items()})
+    n = len(names) * per_class
+    return _counts(root, len(names), n, n, n)
+
+
+def write_transfer_sets(out, seed, per_class=6):
+    """The toy transfer sets under OUT/transfer/<name>/ (`per_class` images of each class in each split; Caltech-101
+    CALTECH_TOY_IMAGES). sun397 and voc07-cls are the toy SUN397 and VOC 2007 (OUT/SUN397, OUT/VOCdevkit), written
+    apart, and listed when present. Returns {name: {'root', 'classes', 'train', 'val', 'test', ...}}; counts are
+    None where they come from another writer."""
+    root = os.path.join(out, 'transfer')
+    sets = {'food101': write_food101(os.path.join(root, 'food101'), per_class, seed)}
+    for name in ('cifar10', 'cifar100'):
+        sets[name] = write_cifar(os.path.join(root, name), per_class, seed, name)
+    for name, writer in (('birdsnap', write_birdsnap), ('cars', write_cars), ('aircraft', write_aircraft),
+                         ('dtd', write_dtd), ('pets', write_pets), ('flowers102', write_flowers102)):
+        sets[name] = writer(os.path.join(root, name), per_class, seed)
+    sets['caltech101'] = write_caltech101(os.path.join(root, 'caltech101'), seed)
+    if os.path.isfile(os.path.join(out, 'SUN397', 'ClassName.txt')):
+        sets['sun397'] = _counts(os.path.join(out, 'SUN397'), len(SCENES), None, 0, None)
+    if os.path.isfile(os.path.join(out, 'VOCdevkit', 'VOC2007', 'ImageSets', 'Main', 'test.txt')):
+        sets['voc07-cls'] = _counts(os.path.join(out, 'VOCdevkit'), len(VOC_CLASSES), None, None, None)
+    return sets
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(description='Write the toy data set in the ILSVRC-2012 folder layout.')
     p.add_argument('--out', default='data/toy', help='output root; gets train/ and val/')
@@ -608,6 +913,8 @@ def get_args_parser():
     p.add_argument('--voc07-test', type=ranged(int, 0), default=200, help='toy VOC 2007 test images')
     p.add_argument('--voc12-per-action', type=ranged(int, 0), default=20,
                    help='toy VOC 2012 persons of each action in train and in val (0: no toy VOC 2012)')
+    p.add_argument('--transfer-per-class', type=ranged(int, 0), default=6,
+                   help='toy transfer-set images per class in each split, under OUT/transfer/ (0: none)')
     p.add_argument('--seed', type=ranged(int, 0), default=0)
     return p
 
@@ -621,7 +928,7 @@ def main(args):
         sys.exit(f'error: --sun-train + --sun-test ({args.sun_train + args.sun_test}) exceed --sun-per-class {args.sun_per_class}')
     if min(args.places_train, args.places_val) < 0:
         sys.exit('error: --places-train and --places-val must be >= 0')
-    for split in ('train', 'val', 'SUN397', 'VOCdevkit', 'Places365'):
+    for split in ('train', 'val', 'SUN397', 'VOCdevkit', 'Places365', 'transfer'):
         if os.path.isdir(os.path.join(args.out, split)) and os.listdir(os.path.join(args.out, split)):
             sys.exit(f'error: {os.path.join(args.out, split)} already holds files; remove it or pick another --out')
     with open(os.path.join(HERE, 'meta', 'ilsvrc2012_classes.tsv')) as f:
@@ -645,6 +952,11 @@ def main(args):
         n, persons = write_voc12(args.out, args.voc12_per_action, args.seed)
         print(f'wrote a toy VOC 2012 action set of {n["train"]} train + {n["val"]} val images, {persons} persons '
               f'({args.voc12_per_action} of each action in each set), to {args.out}/VOCdevkit/VOC2012')
+    if args.transfer_per_class:
+        sets = write_transfer_sets(args.out, args.seed, args.transfer_per_class)
+        print(f'wrote toy transfer sets ({args.transfer_per_class} images per class and split) to {args.out}/transfer: '
+              + ' '.join(k for k in TRANSFER_CLASSES) + ''.join(f'; {k} is {v["root"]}' for k, v in sets.items()
+                                                               if k not in TRANSFER_CLASSES))
 
 
 if __name__ == '__main__':

@@ -60,7 +60,12 @@ def get_args_parser():
     p.add_argument('--batch-size', type=ranged(int, 1), default=256, help='global batch, split across processes')
     p.add_argument('--lr', type=ranged(float, 0, lo_open=True), default=0.01)
     p.add_argument('--momentum', type=ranged(float, 0, 1, hi_open=True), default=0.9)
+    p.add_argument('--nesterov', action=argparse.BooleanOptionalAction, default=False,
+                   help='Nesterov momentum (Kornblith et al. 2019\'s fine-tuning; Caffe\'s solver has plain momentum)')
     p.add_argument('--wd', type=ranged(float, 0), default=5e-4, help='weight decay')
+    p.add_argument('--bn-momentum', type=ranged(float, 0, 1, lo_open=True), default=None,
+                   help='BatchNorm running-statistics momentum (default: the library\'s, 0.1; Kornblith et al.\'s '
+                        'fine-tuning sets it from the data set size)')
     # regularisers that Kornblith et al. 2019 found to hurt transfer (with --dropout 0 and --norm bn-noscale)
     p.add_argument('--label-smoothing', type=ranged(float, 0, 1, hi_open=True), default=0.0, help='Szegedy et al. 2016; hurts transfer (Kornblith et al. 2019)')
     p.add_argument('--wd-norm', action=argparse.BooleanOptionalAction, default=True,
@@ -92,7 +97,39 @@ def get_args_parser():
 # Arguments that may change between a run and its resumption without changing what is computed.
 RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile', 'keep')
 # Arguments added after runs were made: an args.json without them ran with these values.
-ADDED_LATER = {'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD), 'resize_mode': 'shorter', 'weight_init': 'default'}
+ADDED_LATER = {'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD), 'resize_mode': 'shorter', 'weight_init': 'default',
+               'nesterov': False, 'bn_momentum': None}
+
+
+class Diverged(SystemExit):
+    """The loss became non-finite: exit status 1 on the command line; finetune.py's grid search catches it and leaves
+    that point out of its choice (a learning rate too high for the data set is a normal point of the paper's grid)."""
+
+
+def targets_path(subset, split):
+    """A multi-label subset (finetune.py voc07-cls) has SPLIT.targets.txt beside SPLIT.txt: one line of C values per
+    manifest line (1 present, 0 difficult: ignored, -1 absent), and each manifest label is its line's number."""
+    return os.path.join(subset, f'{split}.targets.txt')
+
+
+def read_targets(path, num_classes):
+    """[N, C] int8 tensor of a SPLIT.targets.txt; a malformed one is a UserError naming it."""
+    try:
+        rows = [[int(v) for v in line.split()] for line in open(path)]
+    except (OSError, ValueError) as e:
+        raise UserError(f'{path}: not a targets file of integers 1 / 0 / -1 ({e})')
+    bad = next((i for i, r in enumerate(rows) if len(r) != num_classes or not set(r) <= {1, 0, -1}), None)
+    if bad is not None:
+        raise UserError(f'{path} line {bad + 1}: expected {num_classes} values of 1 / 0 / -1')
+    return torch.tensor(rows, dtype=torch.int8).reshape(len(rows), num_classes)
+
+
+def multilabel_loss(logits, targets):
+    """Sigmoid cross-entropy over the labelled (non-zero) targets, averaged: each VOC class is its own binary
+    problem, and a difficult-only class (0) of an image is neither positive nor negative, as the devkit scores it."""
+    mask = (targets != 0).float()
+    loss = F.binary_cross_entropy_with_logits(logits.float(), (targets > 0).float(), reduction='none')
+    return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
 def check_args(args):
@@ -108,18 +145,23 @@ def check_args(args):
     if not os.path.isdir(args.data_root):
         raise UserError(f'image root not found: {args.data_root}')
     num_classes = len(read_tsv(os.path.join(args.subset, 'classes.tsv'))) - 1  # minus the header
-    counts = {}
+    counts, targets = {}, {}
     for split in ('train', 'val'):
         path = os.path.join(args.subset, f'{split}.txt')
         rows = read_manifest(path)
         counts[split] = len(rows)
+        if os.path.exists(targets_path(args.subset, 'train')):  # multi-label: each label is a row of the targets
+            targets[split] = read_targets(targets_path(args.subset, split), num_classes)
+            if len(targets[split]) != len(rows):
+                raise UserError(f'{targets_path(args.subset, split)} has {len(targets[split])} lines for the {len(rows)} of {path}')
         if not rows and split == 'val':  # no validation set: training only (finetune.py sun397 by default)
             continue
         if not rows:
             raise UserError(f'{path} is empty')
-        bad = [lab for _, lab in rows if lab >= num_classes]
+        limit, what = (len(rows), 'lines of its targets file') if targets else (num_classes, 'classes of classes.tsv')
+        bad = [lab for _, lab in rows if lab >= limit]
         if bad:
-            raise UserError(f'{path}: label {bad[0]} is out of range for the {num_classes} classes of classes.tsv')
+            raise UserError(f'{path}: label {bad[0]} is out of range for the {limit} {what}')
         first = os.path.join(args.data_root, rows[0][0])
         if not os.path.isfile(first):
             raise UserError(f'image not found: {first} (is --data-root right?)')
@@ -135,14 +177,16 @@ def check_args(args):
                         f'{args.epochs}: with --epochs they count epochs (give them, e.g. --lr-steps 30 60 80)')
     if args.crop > args.resize:
         raise UserError(f'--crop {args.crop} is larger than --resize {args.resize}: the crop is taken from the resized image')
+    if targets and args.label_smoothing:
+        raise UserError(f'--label-smoothing applies to single-label classes; {args.subset} is multi-label')
     check_prepared(args.data_root, args.resize_mode, args.resize)
-    return num_classes, counts
+    return num_classes, counts, targets
 
 
 def main(args):
     rank, world, local_rank, device = engine.init_distributed()
     is_main = rank == 0
-    num_classes, counts = check_args(args)
+    num_classes, counts, targets = check_args(args)
     if args.batch_size % world:
         raise UserError(f'--batch-size {args.batch_size} is not divisible by the {world} processes')
     batch = args.batch_size // world
@@ -182,6 +226,10 @@ def main(args):
     torch.manual_seed(args.seed + rank)
     model = get_model(args.arch, num_classes, args.norm, args.dropout, args.width, args.weight_init)
     check_input_size(model, args.crop, args.arch)
+    if args.bn_momentum is not None:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = args.bn_momentum
     model = model.to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -192,7 +240,7 @@ def main(args):
         for name, p in raw_model.named_parameters():
             p.requires_grad_(name.startswith(raw_model.head_name + '.'))
     optimizer = engine.sgd(model, args.lr, args.momentum, args.wd, caffe_bias=args.arch == 'alexnet',
-                           head_lr_mult=args.head_lr_mult, wd_norm=args.wd_norm)
+                           head_lr_mult=args.head_lr_mult, wd_norm=args.wd_norm, nesterov=args.nesterov)
     amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(args.amp, args.amp)
     amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -218,14 +266,21 @@ def main(args):
         if ckpt is not None:
             print(f'resuming from {ckpt_from} at iteration {ckpt["step"]}')
 
+    train_targets = targets['train'].to(device) if targets else None
+
     def loss_of(batch):
         images, labels = batch
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if train_targets is not None:
+            return multilabel_loss(model(images), train_targets[labels])
         return F.cross_entropy(model(images), labels, label_smoothing=args.label_smoothing)
 
     def validate():
         if val_loader is None:
             return {}, 'no validation (val.txt is empty)'
+        if targets:
+            m = engine.evaluate_multilabel(raw_model, val_loader, targets['val'], device, amp_dtype, world)
+            return m, f'val mAP {m["mAP"]:.2f} (11-point)  ({m["n"]} images)'
         m = engine.evaluate(raw_model, val_loader, device, amp_dtype, world)
         return m, f'val top-1 {m["top1"]:.2f}%  top-5 {m["top5"]:.2f}%  mean class {m["mean_class_acc"]:.2f}%  ({m["n"]} images)'
 
@@ -242,8 +297,9 @@ def main(args):
     if is_main:
         result = {'step': step, 'epoch': epoch, **{f'val_{k}': v for k, v in metrics.items()}}
         engine.write_atomic(metrics_path, json.dumps(result, sort_keys=True) + '\n')
-        print(f'done: val top-1 {metrics["top1"]:.2f}%, top-5 {metrics["top5"]:.2f}% on {metrics["n"]} images' if metrics
-              else f'done: {step} iterations, no validation set')
+        print(f'done: {step} iterations, no validation set' if not metrics else
+              f'done: val mAP {metrics["mAP"]:.2f} on {metrics["n"]} images' if 'mAP' in metrics else
+              f'done: val top-1 {metrics["top1"]:.2f}%, top-5 {metrics["top5"]:.2f}% on {metrics["n"]} images')
         print(f'checkpoint:  {ckpt_path}')
         print(f'TensorBoard: tensorboard --logdir {os.path.join(args.out, "tb")}')
     if world > 1:
@@ -302,7 +358,7 @@ def fit(args, model, raw_model, optimizer, scaler, train_loader, loss_of, valida
     def stop(message):
         bar.close()  # first, so the progress bar does not print after the message
         print(f'error: {message}', file=sys.stderr)
-        sys.exit(1)
+        raise Diverged(1)
 
     train_mode()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)

@@ -1,7 +1,7 @@
 """Metrics, each a small function tested against a brute-force or hand-computed reference (tests/test_metrics.py).
 
     from eval.metrics import topk_hits, per_class_counts, mean_class_accuracy, knn
-    from eval.metrics import voc_ap, detection_ap, mean_ap, action_ap  # PASCAL VOC, numpy
+    from eval.metrics import voc_ap, detection_ap, mean_ap, label_ap  # PASCAL VOC, numpy
 """
 import numpy as np
 import torch
@@ -173,13 +173,15 @@ def mean_ap(ap):
     return float(ap[seen].mean()) if seen.any() else float('nan')
 
 
-def action_ap(scores, labels):
-    """PASCAL VOC 2012 action classification AP per action, as VOCevalaction.m: (ap [A] float64, [(recall, precision)]).
+def label_ap(scores, labels, use_07_metric=False):
+    """Per-label AP of a multi-label classification, as the VOC devkit scores it: (ap [A] float64, [(recall, precision)]).
+    PASCAL VOC 2012 actions (VOCevalaction.m, area under the curve) and VOC 2007 classification (VOCevalcls.m, whose
+    2007 devkit takes the 11-point AP: use_07_metric=True; Kornblith et al. 2019's VOC 2007 measure).
 
-    scores [N, A]: one row per annotated person, one column per action. labels [N, A]: 1 positive, -1 negative, 0
-    ignored (VOCevalaction.m counts tp = gt > 0 and fp = gt < 0, so a 0 is neither). Per action, rows by decreasing
-    score (stable, as MATLAB's sort), and AP is VOCap.m's area under the curve: voc_ap(use_07_metric=False).
-    An action with no positive has AP nan. VOCevalaction.m gives -inf to a person with no submitted score; here every
+    scores [N, A]: one row per annotated person (image), one column per action (class). labels [N, A]: 1 positive,
+    -1 negative, 0 ignored (VOCevalaction.m and VOCevalcls.m count tp = gt > 0 and fp = gt < 0, so a 0, VOC 2007's
+    "difficult", is neither). Per label, rows by decreasing score (stable, as MATLAB's sort), and AP is voc_ap's.
+    A label with no positive has AP nan. The devkit gives -inf to a row with no submitted score; here every
     row needs one. Its precision is tp ./ (fp + tp), NaN before the first tp or fp, which VOCap's max skips; we divide
     by max(tp + fp, eps) as voc_eval.py, 0 there, which gives the same AP."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
@@ -191,6 +193,25 @@ def action_ap(scores, labels):
         recall = tp / npos if npos else np.full_like(tp, np.nan)
         precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
         if npos:
-            ap[a] = voc_ap(recall, precision, use_07_metric=False)
+            ap[a] = voc_ap(recall, precision, use_07_metric)
         curves.append((recall, precision))
     return ap, curves
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Kornblith et al. 2019's measures, one per data set (datasets.TRANSFER_SETS): top-1, mean per-class accuracy, or
+# VOC 2007's 11-point mAP over its 20 classes (multi-label).
+
+SCORE_KEY = {'top1': 'top1', 'mean_class': 'mean_class_acc', 'map11': 'mAP'}
+
+
+def transfer_metrics(scores, labels):
+    """Test measures of a classifier's scores [N, C]: labels [N] (class ids) gives top-1, top-5 and mean class
+    accuracy in %; labels [N, C] (1 / 0 / -1, multi-label) gives the 11-point mAP in % (label_ap, VOC 2007)."""
+    if labels.ndim == 2:
+        ap, _ = label_ap(scores.float().numpy(), labels.numpy(), use_07_metric=True)
+        return {'mAP': 100 * mean_ap(ap), 'n': len(labels)}
+    top1, top5 = topk_hits(scores, labels)
+    correct, total = per_class_counts(scores.argmax(1), labels, scores.shape[1])
+    return {'top1': 100 * top1.item() / len(labels), 'top5': 100 * top5.item() / len(labels),
+            'mean_class_acc': mean_class_accuracy(correct, total), 'n': len(labels)}

@@ -241,58 +241,121 @@ def plot_curves(plan, table, xs, path):
     return True
 
 
-def spearman(a, b):
-    """Spearman's rank correlation (average ranks for ties); None with fewer than 3 points."""
+# ----------------------------------------------------------------------------------------------------------
+# Kornblith et al. 2019: transfer (log odds) against ImageNet top-1, per data set and protocol
+
+LOGIT_CLIP = 0.001  # a toy score of 0% or 100% has infinite log odds: clipped to 0.1% / 99.9%
+
+
+def logit(percent):
+    q = min(max(percent / 100, LOGIT_CLIP), 1 - LOGIT_CLIP)
+    return math.log(q / (1 - q))
+
+
+def pearson(a, b):
+    """Pearson's r; None with fewer than 3 points or no spread."""
     if len(a) < 3:
         return None
-
-    def ranks(v):
-        order = sorted(range(len(v)), key=lambda i: v[i])
-        r = [0.0] * len(v)
-        i = 0
-        while i < len(v):
-            j = i
-            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2
-            i = j + 1
-        return r
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    var = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    var = math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
     return cov / var if var else None
 
 
-def plot_correlation(plan, table, path):
-    """Transfer against ImageNet accuracy, one point per network (seed means); Spearman's rho per measure."""
-    xcol, ycols = plan['columns'][0], plan['columns'][1:]
+def bootstrap_r(a, b, samples=2000, seed=0):
+    """95% percentile interval of Pearson's r over `samples` resamplings of the points (networks) with replacement;
+    resamples without spread are skipped. None when r itself is undefined."""
+    if pearson(a, b) is None:
+        return None
+    rng, rs = random.Random(seed), []
+    for _ in range(samples):
+        idx = [rng.randrange(len(a)) for _ in a]
+        r = pearson([a[i] for i in idx], [b[i] for i in idx])
+        if r is not None:
+            rs.append(r)
+    rs.sort()
+    return (rs[int(0.025 * len(rs))], rs[min(len(rs) - 1, int(0.975 * len(rs)))]) if rs else None
+
+
+def fmt_r(a, b):
+    r, ci = pearson(a, b), bootstrap_r(a, b)
+    return '—' if r is None else f'{r:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else f'{r:+.2f}'
+
+
+def kornblith_points(plan, table, xs):
+    """{(data set, protocol): [(network, ImageNet top-1, test score %)]} over the networks with both numbers; a
+    published network's top-1 is its row's x, a pre-trained one's its own validation."""
+    out = {}
+    for lab, cells in table.items():
+        x = xs.get(lab)
+        if x is None and cells['imagenet']['values']:
+            x = mean_std(cells['imagenet']['values'])[0]
+        for key, cell in cells.items():
+            if key != 'imagenet' and x is not None and cell['values']:
+                out.setdefault(tuple(key.split('/')), []).append((lab, x, mean_std(cell['values'])[0]))
+    return out
+
+
+def kornblith_section(plan, table, xs, path):
+    """Markdown lines of the study: per protocol, a table of networks x data sets with the mean log odds and r per
+    data set; the regulariser comparison; and the figure (a panel per data set and protocol, and their average)."""
+    ds, protos, paper_r = plan['extras']['datasets'], plan['extras']['protocols'], plan['extras'].get('paper_r', {})
+    pts = kornblith_points(plan, table, xs)
     lines, panels = [], []
-    for col in ycols:
-        pts = [(mean_std(c[xcol['key']]['values'])[0], mean_std(c[col['key']]['values'])[0], lab)
-               for lab, c in table.items() if c[xcol['key']]['values'] and c[col['key']]['values']]
-        rho = spearman([p[0] for p in pts], [p[1] for p in pts])
-        lines.append(f'Spearman rank correlation of {xcol["title"]} and {col["title"]}: '
-                     + (f'{rho:+.2f} over {len(pts)} networks' if rho is not None else f'needs 3 networks ({len(pts)} finished)'))
-        if pts:
-            panels.append((col, pts, rho))
-    if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-        for ax, (col, pts, rho) in zip(axes[0], panels):
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], color='tab:blue')
-            for x, y, lab in pts:
-                ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords='offset points')
-            ax.set_xlabel(xcol['title'], fontsize=9)
-            ax.set_ylabel(col['title'], fontsize=9)
-            ax.set_title(f'Spearman rho = {rho:+.2f}' if rho is not None else 'rho: too few networks', fontsize=9)
-            ax.margins(0.2)  # room for the labels
+    for proto in protos:
+        # each network's mean log odds over the data sets it has finished (all of them, once the grid is done)
+        nets = {}
+        for d in ds:
+            for lab, x, y in pts.get((d, proto), []):
+                nets.setdefault(lab, [x, {}])[1][d] = y
+        avg = [(lab, x, sum(logit(v) for v in by.values()) / len(by)) for lab, (x, by) in nets.items() if len(by) == len(ds)]
+        header = ['network', 'ImageNet top-1'] + ds + ['mean log odds']
+        rows = [[lab, f'{x:.1f}'] + [f'{by[d]:.1f}' if d in by else 'pending' for d in ds] +
+                [next((f'{v:+.2f}' for lab2, _, v in avg if lab2 == lab), 'pending')] for lab, (x, by) in nets.items()]
+        rs = [fmt_r([x for _, x, _ in pts.get((d, proto), [])], [logit(y) for _, _, y in pts.get((d, proto), [])]) for d in ds]
+        r_avg = fmt_r([x for _, x, _ in avg], [v for _, _, v in avg])
+        rows.append(['r (log odds vs top-1)', ''] + rs + [r_avg])
+        rows.append(['r, paper', ''] + ['—'] * len(ds) + [f'{paper_r[proto]:+.2f}' if proto in paper_r else '—'])
+        lines += [f'### {proto}', '', md_table(header, rows), '']
+        for d in ds:
+            panels.append((proto, d, [(x, logit(y)) for _, x, y in pts.get((d, proto), [])], None))
+        panels.append((proto, 'average', [(x, v) for _, x, v in avg], paper_r.get(proto)))
+    regs = plan['extras'].get('regularisers') or []
+    if regs:
+        header, rows = ['network', 'ImageNet top-1'] + [f'{p}: mean transfer (%)' for p in protos if p != 'scratch'], []
+        for lab in regs:
+            row = [lab, fmt_cell(table[lab]['imagenet']) if lab in table else 'pending']
+            for p in protos:
+                if p == 'scratch':
+                    continue
+                ys = [q[2] for d in ds for q in pts.get((d, p), []) if q[0] == lab]
+                # the mean in log odds, shown back as a percentage (the paper averages after the logit transform)
+                row.append(f'{100 / (1 + math.exp(-sum(map(logit, ys)) / len(ys))):.1f} ({len(ys)}/{len(ds)} sets)' if ys else 'pending')
+            rows.append(row)
+        lines += ['### Regularisers (the paper\'s Table 2: they help ImageNet and hurt fixed-feature transfer)', '',
+                  md_table(header, rows), '']
+    drawn = any(p[2] for p in panels)
+    if drawn:
+        cols = len(ds) + 1
+        fig, axes = plt.subplots(len(protos), cols, figsize=(2.3 * cols, 2.2 * len(protos)), squeeze=False)
+        for ax, (proto, d, xy, pr) in zip(axes.flat, panels):
+            ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=12, color='tab:blue' if d != 'average' else 'tab:red')
+            r = pearson([p[0] for p in xy], [p[1] for p in xy])
+            ax.set_title(f'{d} {proto}\nr={r:+.2f}' if r is not None else f'{d} {proto}\nr: <3 nets', fontsize=7)
+            if pr is not None:
+                ax.set_title(ax.get_title() + f' (paper {pr:+.2f})', fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.margins(0.15)
             ax.grid(alpha=0.3)
-        fig.suptitle(plan['title'], fontsize=10)
+        for ax in axes[:, 0]:
+            ax.set_ylabel('transfer (log odds)', fontsize=7)
+        for ax in axes[-1]:
+            ax.set_xlabel('ImageNet top-1 (%)', fontsize=7)
+        fig.suptitle(plan['title'], fontsize=9)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=80)
         plt.close(fig)
-    return lines, bool(panels)
+    return lines, drawn
 
 
 def thumb(path, size, border=0, colour=(0, 0, 0)):
@@ -485,19 +548,20 @@ def report(tree, out, hparams=True):
         planned = {r['runs'][k] for r in plan['rows'] for k in r['runs'] if r['runs'][k]}
         done = sum(1 for run in planned if any(os.path.exists(os.path.join(tree, run, f)) for f in ('metrics.json', 'transfer.json')))
         arch = plan.get('arch', 'alexnet')
+        stem = plan['name'] + ('' if arch == 'alexnet' else f'-{arch}')  # file names of its figures
+        png = f'{stem}.png'
         md += [f'## {plan["title"]}' + ('' if arch == 'alexnet' else f' ({arch})'), '',
                f'`{plan["name"]}` ({arch}): {done} of {len(planned)} runs finished.', '']
+        if plan['layout'] == 'kornblith':  # a table per protocol instead of one of 37 columns
+            notes = [plan['note']] if plan.get('note') else []
+            lines, drawn = kornblith_section(plan, table, xs, os.path.join(out, f'{stem}.png'))
+            md += [f'- {n}' for n in notes] + [''] + lines + ([f'![{plan["title"]}]({stem}.png)', ''] if drawn else [])
+            continue
         text, notes = plan_table(plan, table)
         md += [text, '']
         md += [f'- {n}' for n in notes + ([plan['note']] if plan.get('note') else [])] + ([''] if notes or plan.get('note') else [])
-        stem = plan['name'] + ('' if arch == 'alexnet' else f'-{arch}')  # file names of its figures
-        png = f'{stem}.png'
         if plan['layout'] == 'curve' and plot_curves(plan, table, xs, os.path.join(out, png)):
             md += [f'![{plan["title"]}]({png})', '']
-        if plan['layout'] == 'correlation':
-            lines, drawn = plot_correlation(plan, table, os.path.join(out, png))
-            md += [f'- {line}' for line in lines] + ['']
-            md += [f'![{plan["title"]}]({png})', ''] if drawn else []
         ex = plan.get('extras', {})
         for i, (label, run) in enumerate(ex.get('nn_grid', [])):
             name = f'{stem}_{i}.png'

@@ -39,7 +39,15 @@ from engine import path_error, ranged  # noqa: E402
 # Everything else is ASSUMED: resnet18 and alexnet_tv training (bounded by the same decode ceiling, 12-17K images/s
 # measured), and every inference figure (decoding without augmentation, no backward pass).
 THROUGHPUT = {'alexnet': (9900, 13000), 'alexnet_tv': (9900, 13000), 'resnet18': (8000, 12000), 'resnet50': (4900, 9000)}
-THROUGHPUT_SOURCE = ('training measured for alexnet and resnet50 on one H100 (BENCHMARKS.md, End to end); resnet18 '
+
+
+def throughput(arch):
+    """(training, inference) images/s of an architecture on one H100: THROUGHPUT's, else ResNet-50's, ASSUMED for the
+    other networks of Kornblith et al. (most have ResNet-50's cost within a factor of two or three; none is measured)."""
+    return THROUGHPUT.get(arch, THROUGHPUT['resnet50'])
+
+
+THROUGHPUT_SOURCE = ('training measured for alexnet and resnet50 on one H100 (BENCHMARKS.md, End to end); other networks: resnet50\'s; resnet18 '
                      'and all inference figures ASSUMED: experiments/common.py THROUGHPUT')
 
 # ImageNet-1k and SUN397 sizes, for the estimate (ILSVRC-2012: 1,281,167 train / 50,000 val images; SUN397:
@@ -118,6 +126,8 @@ VOC_HOURS = {'detection': 1.92, 'action': 0.36}
 # train.py arguments that may change between a run and its resumption (train.RESUME_MAY_CHANGE), and the
 # bookkeeping ones: never a conflict of configuration.
 MAY_CHANGE = {'workers', 'log_every', 'eval_every', 'save_every', 'data_root', 'compile', 'eval_batch_size'}
+# path flags of scripts' own (add_args), made absolute like --data-root when a script runs from elsewhere
+PATH_FLAGS = ('transfer_root', 'published')
 
 
 LEVEL = {'index': 0, 'scan': 1, 'subset': 2, 'pretrain': 3, 'transfer': 4, 'analysis': 4}
@@ -128,7 +138,7 @@ class PlanError(Exception):
     """A plan that cannot run as asked: printed as one `error:` line, exit status 2, before any step starts."""
 
 
-def get_args_parser(doc=None):
+def get_args_parser(doc=None, add_args=()):
     p = argparse.ArgumentParser(description=(doc or '').split('\n')[0], epilog='See experiments/common.py.',
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group('data (one of --data-root or --toy)')
@@ -153,6 +163,8 @@ def get_args_parser(doc=None):
     a.add_argument('--level', type=ranged(int, 0, 4), default=None, help='with --emit: only the steps at this dependency level '
                    '(0: index, 1: scan, 2: subsets, 3: pre-training, 4: transfer)')
     a.add_argument('--gpus', type=ranged(int, 0), default=None, help='GPUs to spread runs over (default: all visible; 0: CPU, one run at a time)')
+    for fn in add_args:  # scripts' own flags (experiments/kornblith.py add_args)
+        fn(p)
     return p
 
 
@@ -167,7 +179,8 @@ class Plan:
     stored relative to OUT, so the tree can move."""
 
     def __init__(self, c, name, title, layout='table', xlabel=None, note='', overlay=False):
-        # layout: table, curve (x against each measure) or correlation (the first measure against the others);
+        # layout: table, curve (x against each measure) or kornblith (experiments/kornblith.py: transfer against
+        # ImageNet top-1 per data set and protocol, eval/report.py kornblith_section);
         # overlay: the curves of all measures in one panel (they share a unit)
         self.c, self.name, self.title, self.layout, self.xlabel, self.note = c, name, title, layout, xlabel, note
         self.overlay = overlay
@@ -288,22 +301,26 @@ class Context:
     def full(self):
         return self.subset('full', 'full')
 
-    def net_flags(self):
+    def net_flags(self, arch=None):
         if not self.toy:
             return []
-        return TOY_NET + (TOY_ALEXNET if self.arch.startswith('alexnet') else [])
+        return TOY_NET + (TOY_ALEXNET if (arch or self.arch).startswith('alexnet') else [])
 
-    def pretrain(self, subset, seed, *extra, tag=None):
-        """train.py on a subset; returns the run directory OUT/<subset>-<arch>[-<tag>]-s<seed>."""
-        name = f'{os.path.basename(subset)}-{self.arch}' + (f'-{tag}' if tag else '') + f'-s{seed}'
+    def pretrain(self, subset, seed, *extra, tag=None, arch=None):
+        """train.py on a subset; returns the run directory OUT/<subset>-<arch>[-<tag>]-s<seed>. arch: another
+        network than --arch's (experiments/kornblith.py); networks without a recipe of their own pre-train with the
+        ResNets'."""
+        arch = arch or self.arch
+        name = f'{os.path.basename(subset)}-{arch.replace(":", "-")}' + (f'-{tag}' if tag else '') + f'-s{seed}'
         out = os.path.join(self.out, name)
         train_n, val_n = self.size.get(subset, (0, 0))
-        recipe = self.net_flags() + (toy_pretrain(train_n) if self.toy else PRETRAIN[self.arch])
-        cmd = ['python', 'train.py', '--subset', subset, '--out', out, '--arch', self.arch, '--seed', str(seed), *recipe, *extra]
+        recipe = self.net_flags(arch) + (toy_pretrain(train_n) if self.toy else PRETRAIN.get(arch, GPU_SPEED + RESNET))
+        cmd = ['python', 'train.py', '--subset', subset, '--out', out, '--arch', arch, '--seed', str(seed), *recipe, *extra]
         iters, batch = int(flag(cmd, '--iters', 450000)), int(flag(cmd, '--batch-size', 256))
         evals = max(1, iters // int(flag(cmd, '--eval-every', 10000)))
-        self.add(out, cmd, 'metrics.json', 'pretrain', f'pre-train {name}', needs=[subset],
-                 cost=(iters * batch, evals * val_n))
+        key = self.add(out, cmd, 'metrics.json', 'pretrain', f'pre-train {name}', needs=[subset],
+                       cost=(iters * batch, evals * val_n))
+        self.steps[key]['arch'] = arch
         return out
 
     def sun(self, run, seed, mode='finetune', schedule=1):
@@ -407,8 +424,9 @@ class Context:
             for n in self.steps[key]['needs']:
                 visit(n)
             order.append(self.steps[key])
-        for key in self.steps:
-            visit(key)
+        for key in self.steps:  # from the steps that make results: an index nothing reads (a plan of published
+            if self.steps[key]['kind'] not in ('index', 'scan'):  # networks) is left out, with its inputs
+                visit(key)
         for s in order:  # dependency level, for job arrays: 0 index, 1 scan, 2 subsets, 3 pre-training, 4 transfer
             s['level'] = max([LEVEL[s['kind']]] + [self.steps[n]['level'] + 1 for n in s['needs']])
         return order
@@ -540,7 +558,7 @@ def check_conflicts(steps):
 def gpu_hours(step, arch):
     if step.get('hours') is not None:
         return step['hours']
-    train_rate, infer_rate = THROUGHPUT[arch]
+    train_rate, infer_rate = throughput(step.get('arch', arch))
     train_n, infer_n = step['cost']
     return (train_n / train_rate + infer_n / infer_rate) / 3600
 
@@ -555,7 +573,7 @@ def dry_run(c, steps):
         state = 'done' if is_done(s) else f'{h:8.2f} h'
         print(f'[{s["level"]}] {state:>10}  {shlex.join(s["cmd"])}')
     kinds = ', '.join(f'{k} {v:.1f} h ({sum(s["kind"] == k for s in steps)} steps)' for k, v in by_kind.items() if v)
-    rates = THROUGHPUT[c.arch]
+    rates = throughput(c.arch)
     print(f'# estimated: {total:.1f} GPU hours on one H100 ({kinds or "nothing on the GPU"})')
     print(f'# throughput {c.arch}: {rates[0]} images/s training, {rates[1]} inference -- {THROUGHPUT_SOURCE}')
     print(f'# index, scan and subsets run on the CPU; figures in brackets are dependency levels (--emit --level)')
@@ -692,10 +710,11 @@ def run_steps(steps, log_dir, gpus=(), poll=0.5, base='.'):
 def build(argv, *plan_fns, doc=None, from_root=False):
     """(context, ordered steps) of the plans that plan_fns declare, from a command line. from_root: commands
     run from the project root (they name its scripts), so paths given relative to elsewhere become absolute
-    and the process moves to the root."""
-    args = get_args_parser(doc).parse_args(argv)
+    and the process moves to the root. A plan's script may add flags of its own: its add_args(parser)."""
+    add_args = {sys.modules[fn.__module__].add_args for fn in plan_fns if hasattr(sys.modules[fn.__module__], 'add_args')}
+    args = get_args_parser(doc, sorted(add_args, key=lambda f: f.__module__)).parse_args(argv)
     if from_root and os.path.realpath(os.getcwd()) != os.path.realpath(ROOT):
-        for k in ('data_root', 'imagenet', 'sun397', 'voc', 'index', 'places', 'out'):
+        for k in ('data_root', 'imagenet', 'sun397', 'voc', 'index', 'places', 'out', *PATH_FLAGS):
             if getattr(args, k):
                 setattr(args, k, os.path.abspath(getattr(args, k)))
         os.chdir(ROOT)

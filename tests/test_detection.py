@@ -7,6 +7,9 @@ import math
 import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,13 +17,14 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from conftest import TINY, run
+from conftest import ROOT, TINY, run
 from engine import UserError
 from data_dali import MEAN, STD, detection_loader
 from detection import (BOX_STDS, OTHER, RPN, RSTAR, FasterRCNN, RStarCNN, action_labels, box_iou, clip_boxes, decode,
                        encode, generate_anchors, grid_regions, sample_rstar, selective_search, smooth_l1)
 from datasets import VOC_ACTIONS, VOC_CLASSES, read_voc_actions, read_voc_detection
-from eval.metrics import action_ap, detection_ap, mean_ap
+from eval.metrics import label_ap, detection_ap, mean_ap
+from test_train import run_here
 
 # A small toy VOCdevkit: 100 VOC 2007 trainval + 60 test scenes, 10 persons per action in VOC 2012 train and val,
 # and the least of the rest (the ImageNet part must have an image per class; no SUN397).
@@ -317,14 +321,29 @@ ACT_MARGIN = 3
 
 def finetune_both(task, voc, pretrained, tmp_path, schedule):
     """(pre-trained, scratch) run directories of `finetune.py task` at the same schedule; scratch is the same
-    narrow AlexNet as the toy pre-training (conftest.TINY)."""
+    narrow AlexNet as the toy pre-training (conftest.TINY). The two run side by side: each keeps one core busy (one
+    torch thread, ONE_THREAD), so on two cores the pair takes about as long as one run. The scratch run starts once
+    the pre-trained one has its data ready (for voc12-action, its Selective Search boxes in the shared cache)."""
     pre, scratch = tmp_path / 'pre', tmp_path / 'scratch'
-    p = run('finetune.py', task, '--voc', str(voc), '--init', str(pretrained / 'checkpoint.pth'), '--out', str(pre),
-            *SMALL, *schedule, env=ONE_THREAD)
-    trainable, total = map(int, re.search(r'RoI align; trainable parameters: (\d+) of (\d+)', p.stdout).groups())
+    log = tmp_path / 'pre.log'  # its stdout and stderr, written as they come
+    with open(log, 'w') as f:
+        first = subprocess.Popen([sys.executable, 'finetune.py', task, '--voc', str(voc), '--init',
+                                  str(pretrained / 'checkpoint.pth'), '--out', str(pre), *SMALL, *schedule], cwd=ROOT,
+                                 stdout=f, stderr=subprocess.STDOUT, env={**ONE_THREAD, 'PYTHONUNBUFFERED': '1'})
+    try:
+        while first.poll() is None and 'trainable parameters' not in log.read_text():
+            time.sleep(0.2)
+        assert 'trainable parameters' in log.read_text(), log.read_text()[-3000:]
+        p = run('finetune.py', task, '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', *TINY[4:],
+                '--out', str(scratch), *SMALL, *schedule, env=ONE_THREAD)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, f'the pre-trained run exited {first.returncode}:\n{log.read_text()[-3000:]}'
+    trainable, total = map(int, re.search(r'RoI align; trainable parameters: (\d+) of (\d+)', log.read_text()).groups())
     assert trainable < total  # the pre-trained conv1 stays frozen (Fast R-CNN §4.5)
-    p = run('finetune.py', task, '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', *TINY[4:],
-            '--out', str(scratch), *SMALL, *schedule, env=ONE_THREAD)
     trainable, total = map(int, re.search(r'RoI align; trainable parameters: (\d+) of (\d+)', p.stdout).groups())
     assert trainable == total  # from scratch nothing is frozen (He et al. 2019)
     if task == 'voc12-action':  # Selective Search ran once, for the first run; the second read its cache
@@ -366,7 +385,7 @@ def test_voc12_action_pretrained_beats_scratch_and_chance(voc, pretrained, tmp_p
     pre_map, scratch_map = check_run(pre, set(VOC_ACTIONS)), check_run(scratch, set(VOC_ACTIONS))
     labels = np.concatenate([r['actions'] for r in recs]) * 2 - 1
     assert len(labels) == 100  # 10 persons of each action
-    ap, _ = action_ap(np.random.default_rng(0).random(labels.shape), labels)
+    ap, _ = label_ap(np.random.default_rng(0).random(labels.shape), labels)
     chance = 100 * mean_ap(ap)
     print(f'toy VOC 2012 actions: pre-trained {pre_map:.1f} mAP vs scratch {scratch_map:.1f} vs random scores {chance:.1f}')
     assert pre_map > scratch_map + ACT_MARGIN and pre_map > chance + ACT_MARGIN
@@ -392,14 +411,14 @@ def test_bad_voc_input(voc, tmp_path):
         if k == 2:  # the image is back; the next error is the test set's broken annotation
             shutil.copy(voc / 'VOC2007' / 'JPEGImages' / f'{first}.jpg', bad / 'VOC2007' / 'JPEGImages')
         out = tmp_path / 'out'
-        p = run('finetune.py', 'voc07', '--voc', str(root), '--init', 'scratch', '--arch', 'alexnet', '--out', str(out),
-                check=False)
+        p = run_here('finetune.py', 'voc07', '--voc', str(root), '--init', 'scratch', '--arch', 'alexnet', '--out', str(out),
+                     check=False)
         assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr
         assert message in p.stderr.strip().splitlines()[-1], (message, p.stderr)
         assert not out.exists()
     # an input built in memory: anchors no image can hold are refused before anything is written
-    p = run('finetune.py', 'voc07', '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', '--out', str(out),
-            '--anchor-scales', '100', '--scale', '192', check=False)
+    p = run_here('finetune.py', 'voc07', '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', '--out', str(out),
+                 '--anchor-scales', '100', '--scale', '192', check=False)
     assert p.returncode == 2 and 'its smallest anchor is 1600 px, larger than the 192 px images' in p.stderr, p.stderr
     assert not out.exists()
 
@@ -419,9 +438,14 @@ def test_selective_search_unavailable(voc, tmp_path):
 
 def test_nonfinite_loss_stops_the_run(voc, tmp_path):
     out = tmp_path / 'nan'
-    p = run('finetune.py', 'voc07', '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', '--width', '0.25',
-            '--out', str(out), *SMALL, '--lr', '1e6', '--iters', '10', '--lr-steps', '8', '--log-every', '5', check=False,
-            env=ONE_THREAD)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # in this process, as ONE_THREAD does for a run of its own
+    try:
+        p = run_here('finetune.py', 'voc07', '--voc', str(voc), '--init', 'scratch', '--arch', 'alexnet', '--width', '0.25',
+                     '--out', str(out), *SMALL, '--lr', '1e6', '--iters', '10', '--lr-steps', '8', '--log-every', '5',
+                     check=False)
+    finally:
+        torch.set_num_threads(threads)
     assert p.returncode == 1 and 'Traceback' not in p.stderr, p.stderr[-3000:]
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith('error: the loss became non-finite at or before iteration 5'), last

@@ -47,7 +47,8 @@ def test_emit_one_guarded_command_per_step(toy, tmp_path):
 
 
 def test_dry_run_prints_commands_and_gpu_hours(tmp_path):
-    p = script('paper', '--data-root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'p'), '--dry-run')
+    huh = [n for n in paper.NAMES if n != 'kornblith']  # Kornblith et al.'s grid: test_kornblith_real_dry_run
+    p = script('paper', '--data-root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'p'), '--dry-run', '--only', *huh)
     assert 'estimated:' in p.stdout and 'ASSUMED' in p.stdout and 'warning: the plan needs ImageNet train' in p.stdout
     hours = float(p.stdout.split('# estimated: ')[1].split()[0])
     assert 20 < hours < 500  # ~19 AlexNet pre-trainings of 450K x 256 images
@@ -207,7 +208,7 @@ def fake_tree(tree, toy, seeds=(0, 1), unfinished=('sun397-s1-finetune-x3',)):
             json.dump({'task': 'x', 'init': 'x'}, open(os.path.join(s['out'], 'args.json'), 'w'))
             voc = re.search(r'(voc07|voc12-action)-finetune$', s['out'])
             json.dump({'task': voc[1], 'test_mAP': score - 10} if voc else
-                      {'task': 'x', 'test_mean_class_acc': score, 'test_top1': score + 1, 'knn_top1': score - 1,
+                      {'task': 'x', 'test_mean_class_acc': score, 'test_top1': score + 1, 'test_score': score, 'knn_top1': score - 1,
                        'knn_top5': score + 9, 'mean_difference': 3.5, 'coarse_classes': 4, 'fine_correct': 50.0,
                        'coarse_correct': 70.0}, open(s['done'], 'w'))
             if 'coarse-fine' in s['out']:
@@ -243,7 +244,9 @@ def test_report_on_a_fixture_tree(toy, tmp_path):
     fig1 = md.split('## Fig. 1')[1].split('## ')[0]
     assert '± 1.4 (n=2)' in fig1 and '15 (paper: 250)' in fig1
     assert 'pending (0/2)' in md.split('## He et al. 2019')[1]  # the unfinished 3x runs
-    assert 'Spearman rank correlation' in md and 'Every run' in md
+    kb = md.split('## Kornblith')[1].split('\n## ')[0]
+    assert 'r (log odds vs top-1)' in kb and '### Regularisers' in kb and 'r, paper' in kb and '+0.99' in kb
+    assert 'Every run' in md
     assert re.search(r'\| full-alexnet-s0/voc07-finetune \| voc07 \| finished \| test_mAP \d', md)  # VOC runs list their mAP
     for png in ('fig1_images_per_class', 'fig2_num_classes', 'rethinking_scratch', 'kornblith', 'fig5_nn_grid_0',
                 'fig6_coarse_fine', 'fig8_fig9_splits_collage'):
@@ -267,11 +270,15 @@ def test_report_on_a_fixture_tree(toy, tmp_path):
     assert p.returncode == 1 and p.stderr.strip().splitlines()[-1] == 'error: 2 damaged files (listed above and in the report); --strict'
 
 
-def test_report_cli_and_spearman(tmp_path):
-    assert report.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert report.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert report.spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
-    assert report.spearman([1, 2], [1, 2]) is None
+def test_report_cli_and_correlation(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a, b = rng.random(9), rng.random(9)
+    assert report.pearson(list(a), list(b)) == pytest.approx(np.corrcoef(a, b)[0, 1])
+    assert report.pearson([1, 2], [1, 2]) is None and report.pearson([1, 1, 1], [1, 2, 3]) is None
+    lo, hi = report.bootstrap_r(list(a), list(a + 0.1 * b))
+    assert 0.5 < lo <= report.pearson(list(a), list(a + 0.1 * b)) <= hi <= 1
+    assert report.logit(50) == 0 and report.logit(100) == pytest.approx(np.log(999))  # clipped at 99.9%
     p = run('eval/report.py', str(tmp_path), '--out', str(tmp_path / 'r'), check=False)
     assert p.returncode != 0 and 'no plans' in p.stderr
 
@@ -325,3 +332,28 @@ def test_end_to_end_toy_plan_with_resume(toy, tmp_path):
     md = open(report.report(str(out), str(tmp_path / 'report'), hparams=False)).read()
     row = next(line for line in md.splitlines() if line.startswith('| all classes'))
     assert 'pending' not in row and 'not run' not in row
+
+
+def test_kornblith_grid(tmp_path):
+    """The toy plan: networks x 12 data sets x 3 protocols, each data set read from its toy layout; the real dry run:
+    the paper's 16 networks (+ the regularisers of ResNet-50) over the same grid, with GPU hours."""
+    import kornblith
+    c, steps = common.build(['--toy', '--out', str(tmp_path)], kornblith.plan)
+    nets = [r['label'] for r in c.plans[0].rows]
+    assert nets == ['alexnet', 'alexnet_tv', 'alexnet, label smoothing 0.1', 'alexnet, 15 images a class']
+    ft = [s for s in steps if s['kind'] == 'transfer']
+    assert len(ft) == (4 * 2 + 2) * 12  # linear and finetune per network, scratch per architecture
+    assert {s['cmd'][2] for s in ft} == set(kornblith.DATASETS)
+    food = next(s for s in ft if s['cmd'][2] == 'food101')
+    assert common.flag(food['cmd'], '--data') == os.path.join('data/toy', 'transfer', 'food101')
+    assert len(c.plans[0].columns) == 1 + 12 * 3 and c.plans[0].extras['regularisers'][0] == 'alexnet'
+    p = script('kornblith', '--data-root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'real'), '--dry-run')
+    lines = p.stdout.splitlines()
+    assert sum('python train.py' in line for line in lines) == 16 + 3  # the 16, and ResNet-50 with 3 regularisers
+    assert sum('python finetune.py' in line for line in lines) == (19 * 2 + 16) * 12
+    hours = float(p.stdout.split('# estimated: ')[1].split()[0])
+    assert 1000 < hours < 100000 and '--recipe kornblith' in p.stdout  # SUN397 under the paper's recipe
+    pub = tmp_path / 'pub.tsv'
+    pub.write_text('# arch\tweights\ttop-1\nresnet50\ttorchvision:IMAGENET1K_V1\t76.13\ndensenet121\tx.pth\n')
+    p = script('kornblith', '--data-root', str(tmp_path), '--published', str(pub), '--dry-run', check=False)
+    assert p.returncode == 2 and p.stderr.strip() == f'error: {pub} line 3: expected arch<TAB>weights<TAB>ImageNet top-1 (%), got \'densenet121\\tx.pth\''

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from eval.metrics import action_ap, detection_ap, knn, mean_ap, mean_class_accuracy, per_class_counts, topk_hits, voc_ap
+from eval.metrics import label_ap, detection_ap, knn, mean_ap, mean_class_accuracy, per_class_counts, topk_hits, voc_ap
 
 
 def test_topk_hits():
@@ -206,7 +206,7 @@ def test_detection_ap_matches_naive_devkit_loop():
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, equal_nan=True)
 
 
-def test_action_ap():
+def test_label_ap():
     # Action 0, by score: 0 (ignored), 1, 0, -1, 1, 0, -1 -> tp 0 1 1 1 2 2 2, fp 0 0 0 1 1 1 2, 2 positives:
     # recall 0 .5 .5 .5 1 1 1, precision 0 1 1 .5 2/3 2/3 .5. Area: 1 on (0, .5], 2/3 on (.5, 1] -> 5/6
     # (with the 0s as negatives it would be .5 * 1 + .5 * .5 = .75). Action 1 has no positive: nan.
@@ -215,7 +215,34 @@ def test_action_ap():
     perm = np.random.default_rng(0).permutation(7)  # rows in any order
     scores = np.stack([score, score], 1)[perm]
     labels = np.stack([label, np.minimum(label, 0)], 1)[perm]
-    ap, curves = action_ap(scores, labels)
+    ap, curves = label_ap(scores, labels)
     _close(ap[0], 5 / 6)
     assert math.isnan(ap[1])
     np.testing.assert_array_equal(curves[0][0], [0, .5, .5, .5, 1, 1, 1])
+
+
+def test_transfer_metrics_against_brute_force():
+    """Mean per-class accuracy and VOC 2007's 11-point mAP on a multi-label set, against direct definitions."""
+    from eval.metrics import transfer_metrics
+    g = torch.Generator().manual_seed(0)
+    scores, labels = torch.randn(50, 4, generator=g), torch.randint(0, 4, (50,), generator=g)
+    m = transfer_metrics(scores, labels)
+    pred = scores.argmax(1)
+    per_class = [(pred[labels == c] == c).float().mean().item() for c in range(4)]
+    assert abs(m['mean_class_acc'] - 100 * sum(per_class) / 4) < 1e-4  # float32 means in the reference
+    assert m['top1'] == 100 * (pred == labels).sum().item() / 50
+    # multi-label: 1 present, -1 absent, 0 difficult (neither); AP = mean over t in 0, .1, .., 1 of the best precision
+    # among the score thresholds whose recall reaches t, every threshold tried (t as the devkit's np.arange: voc_ap)
+    y = torch.randint(-1, 2, (40, 3), generator=g)
+    y[0] = 1  # every class has a positive
+    s = torch.randn(40, 3, generator=g) + y  # informative, not perfect
+    aps = []
+    for c in range(3):
+        keep = y[:, c] != 0
+        sc, gt = s[keep, c].tolist(), (y[keep, c] > 0).tolist()
+        curve = []
+        for th in sc:
+            chosen = [g_ for v, g_ in zip(sc, gt) if v >= th]
+            curve.append((sum(chosen) / sum(gt), sum(chosen) / len(chosen)))
+        aps.append(sum(max([p for r, p in curve if r >= t] or [0]) for t in np.arange(0., 1.1, 0.1)) / 11)
+    assert abs(transfer_metrics(s, y)['mAP'] - 100 * sum(aps) / 3) < 1e-9

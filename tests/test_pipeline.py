@@ -105,6 +105,7 @@ def test_caffe_warp_and_input_scale(toy):
 
 def test_prepared_copy_feeds_the_pipeline_the_same_images(toy, tmp_path):
     from conftest import TINY, run
+    from test_train import run_here
     manifest, copy = os.path.join(toy['subset'], 'val.txt'), tmp_path / 'copy'
     rels = [p for p, _ in read_manifest(manifest)]
     prepare = ['data_dali.py', 'prepare', toy['index'], '--out', str(copy), '--shorter', '108', '--workers', '2']
@@ -125,10 +126,10 @@ def test_prepared_copy_feeds_the_pipeline_the_same_images(toy, tmp_path):
     grey = ((a - b).abs() * torch.tensor(STD).view(1, 3, 1, 1)).mean().item()
     assert grey < 2.5, grey  # measured: 1.8 grey levels at quality 90 (the JPEG re-encoding, chiefly)
     # another copy recipe in the same folder, or training that would resize the copy again: one line each
-    p = run(*prepare[:-4], '--warp', '256', check=False)
+    p = run_here(*prepare[:-4], '--warp', '256', check=False)
     assert p.returncode == 2 and p.stderr.strip() == f'error: {copy} is a copy with resize_mode shorter, not warp; pass another --out'
-    p = run('train.py', '--subset', toy['subset'], '--data-root', str(copy), '--out', str(tmp_path / 'run'), *TINY,
-            '--resize', '120', check=False)
+    p = run_here('train.py', '--subset', toy['subset'], '--data-root', str(copy), '--out', str(tmp_path / 'run'), *TINY,
+                 '--resize', '120', check=False)
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
         f'error: {copy} holds images resized once with --resize-mode shorter --resize 108 ({copy / "prepared.json"}); '
         'this run has --resize-mode shorter --resize 120, which would resize them twice: pass those flags, or the original images')

@@ -18,6 +18,7 @@ from datasets import read_manifest, read_sun397
 import engine
 from engine import UserError
 from models import get_model
+from test_train import run_here
 
 EXTRA = ['--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '30', '--save-every', '10',
          '--log-every', '2', '--eval-every', '40', '--seed', '5']
@@ -46,7 +47,7 @@ def step_of(path):
 
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(toy, tmp_path):
     whole, broken = tmp_path / 'whole', tmp_path / 'broken'
-    run(*args(toy, whole))
+    run_here(*args(toy, whole))
     assert [step_of(whole / n) for n in ('checkpoint.pth', 'checkpoint.1.pth', 'checkpoint.2.pth')] == [40, 30, 20]
     assert not (whole / 'checkpoint.3.pth').exists()  # --keep 3
 
@@ -55,7 +56,7 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(toy, tmp_path):
     assert latest >= 20 and step_of(broken / 'checkpoint.1.pth') == latest - 10
     data = (broken / 'checkpoint.pth').read_bytes()
     (broken / 'checkpoint.pth').write_bytes(data[:len(data) // 2])  # truncated, as by a crash mid-copy
-    p = run(*args(toy, broken))
+    p = run_here(*args(toy, broken))
     assert 'checkpoint.pth is unreadable' in p.stderr
     assert f'resuming from {broken / "checkpoint.1.pth"} at iteration {latest - 10}' in p.stdout
     a = torch.load(whole / 'checkpoint.pth', weights_only=True)['model']
@@ -79,7 +80,7 @@ def test_failed_save_stops_and_keeps_the_previous_checkpoint(toy, tmp_path):
     assert 'previous checkpoints are intact' in last and 'Traceback' not in p.stderr
     assert (out / 'checkpoint.pth').read_bytes() == before and step_of(out / 'checkpoint.pth') == step
     assert not (out / 'checkpoint.pth.tmp').exists()
-    run(*args(toy, out))  # with room again, the same command finishes the run
+    run_here(*args(toy, out))  # with room again, the same command finishes the run
     assert step_of(out / 'checkpoint.pth') == 40
 
 
@@ -132,7 +133,7 @@ def test_paths_cannot_leave_the_data_root(toy, tmp_path):
     for name in ('classes.tsv', 'val.txt', 'meta.json'):
         (bad / name).write_text(open(os.path.join(toy['subset'], name)).read())
     (bad / 'train.txt').write_text('../../../etc/passwd 0\n')
-    p = run('train.py', '--subset', str(bad), '--out', str(tmp_path / 'run'), check=False)
+    p = run_here('train.py', '--subset', str(bad), '--out', str(tmp_path / 'run'), check=False)
     assert p.returncode == 2 and 'would leave the data root' in p.stderr and not (tmp_path / 'run').exists()
 
 
@@ -174,12 +175,12 @@ def test_one_process_per_run_directory(toy, tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline and not (out / 'log.jsonl').exists():
             time.sleep(0.05)
-        p = run(*args(toy, out, '--iters', '100000', '--lr-steps', '90000'), check=False)
+        p = run_here(*args(toy, out, '--iters', '100000', '--lr-steps', '90000'), check=False)
         assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr
         assert p.stderr.strip() == f'error: {out} is in use by process {first.pid}; wait for it to end or pick another --out'
         assert os.listdir(tmp_path) == ['run']  # nothing beside the run directory
-        p = run('finetune.py', 'manifest', '--subset', toy['subset'], '--init', 'scratch', '--arch', 'alexnet',
-                '--out', str(out), check=False)
+        p = run_here('finetune.py', 'manifest', '--subset', toy['subset'], '--init', 'scratch', '--arch', 'alexnet',
+                     '--out', str(out), check=False)
         assert p.returncode == 2 and f'{out} is in use by process {first.pid}' in p.stderr, p.stderr
         assert first.poll() is None
     finally:
@@ -187,8 +188,10 @@ def test_one_process_per_run_directory(toy, tmp_path):
         first.wait()
     lines = (out / 'log.jsonl').read_text().splitlines()
     assert all(json.loads(line)['step'] for line in lines[:-1])  # no record lost or interleaved
-    code = f'import engine; engine.lock_run_dir({str(out)!r}); print("locked")'
-    assert run('-c', code).stdout.strip() == 'locked'
+    # taken at once by another process than the killed one: this one, which never held it (lock_run_dir is re-entrant)
+    assert os.path.realpath(out) not in engine._LOCKS
+    engine.lock_run_dir(str(out))
+    engine._LOCKS.pop(os.path.realpath(out)).close()
 
 
 BAD_VALUES = [  # (script, required arguments, flag, an out-of-range value): every numeric flag family
@@ -235,12 +238,12 @@ def test_a_failing_validation_costs_no_training(toy, tmp_path):
     (subset / 'val.txt').write_text(val + 'broken.JPEG 0\n')  # last: past the batches DALI reads at start
     cmd = ['train.py', '--subset', str(subset), '--data-root', str(root), '--out', str(tmp_path / 'run'), *TINY,
            '--batch-size', '16', '--iters', '6', '--lr-steps', '5', '--save-every', '100', '--eval-every', '100', '--log-every', '2']
-    p = run(*cmd, check=False)
+    p = run_here(*cmd, check=False)
     assert p.returncode == 2 and 'Traceback' not in p.stderr
     assert f'DALI could not read or decode {root / "broken.JPEG"}' in p.stderr.strip().splitlines()[-1], p.stderr
     assert step_of(tmp_path / 'run' / 'checkpoint.pth') == 6
     (subset / 'val.txt').write_text(val)
-    p = run(*cmd)
+    p = run_here(*cmd)
     assert 'resuming from' in p.stdout and 'at iteration 6' in p.stdout  # nothing left to train: it validates
     assert json.loads((tmp_path / 'run' / 'metrics.json').read_text())['step'] == 6
 
@@ -265,13 +268,13 @@ def test_a_full_disk_or_a_bad_out_is_one_line(toy, tmp_path):
     assert p.stdout.startswith(f'could not write the log of {out} at iteration 2: File too large; every checkpoint is intact')
     # --out that is a file, for every script that writes: one line naming it (engine.path_error), nothing written
     (tmp_path / 'file').write_text('x')
-    p = run(*args(toy, tmp_path / 'file'), check=False)
+    p = run_here(*args(toy, tmp_path / 'file'), check=False)
     assert p.returncode == 2 and p.stderr.strip() == f'error: --out {tmp_path / "file"} is a file, not a run directory'
     f = str(tmp_path / 'file')
     for cmd in (['toydata.py', '--out', f], ['subsets.py', 'make', 'full', '--index', toy['index'], '--out', f],
                 ['finetune.py', 'sun397', '--sun-root', os.path.join(toy['root'], 'SUN397'), '--init', 'scratch', '--arch', 'alexnet',
                  '--out', f]):
-        p = run(*cmd, check=False)
+        p = run_here(*cmd, check=False)
         assert p.returncode == 2 and 'Traceback' not in p.stderr and f in p.stderr.strip().splitlines()[-1], (cmd, p.stderr)
     assert (tmp_path / 'file').read_text() == 'x'
 
@@ -284,23 +287,23 @@ def test_run_identity_resolves_paths_and_covers_the_manifest(toy, tmp_path):
         (subset / f).write_bytes(open(os.path.join(toy['subset'], f), 'rb').read())
     out = tmp_path / 'run'
     rel = os.path.relpath(subset, ROOT)
-    run('train.py', '--subset', rel, '--out', os.path.relpath(out, ROOT), *TINY, *short)
+    run_here('train.py', '--subset', rel, '--out', os.path.relpath(out, ROOT), *TINY, *short)
     # the same run spelled with absolute paths: the same run (finished, printed)
-    p = run('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short)
+    p = run_here('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short)
     assert f'{out} is finished' in p.stdout
     # unfinished, with another network's checkpoint copied in: refused by name, the file left as it was
     (out / 'metrics.json').unlink()
     ckpt = torch.load(out / 'checkpoint.pth', weights_only=True)
     torch.save({**ckpt, 'model': get_model('resnet18', 20).state_dict()}, out / 'checkpoint.pth')
     foreign = (out / 'checkpoint.pth').read_bytes()
-    p = run('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short, check=False)
+    p = run_here('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short, check=False)
     assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith(f'error: {out / "checkpoint.pth"} does not fit this network: ')
     assert (out / 'checkpoint.pth').read_bytes() == foreign
     # its training manifest rewritten (half the lines): another run, refused by name, even unfinished
     lines = (subset / 'train.txt').read_text().splitlines(keepends=True)
     (subset / 'train.txt').write_text(''.join(lines[::2]))
-    p = run('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short, check=False)
+    p = run_here('train.py', '--subset', str(subset), '--out', str(out), *TINY, *short, check=False)
     assert p.returncode == 2 and p.stderr.strip() == (f'error: {out} was trained on another {subset}/train.txt (its sha256 '
                                                       'differs); pass another --out, or restore the manifest it was made with')
 

@@ -1,17 +1,62 @@
 """train.py end to end on the toy data, through the real command line: learning, exact resume after a
 kill -9, 2-process torchrun, a diverging run, gradient clipping, and one-line errors for a user's mistakes."""
+import contextlib
+import io
 import json
 import os
 import random
+import runpy
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
 
 from conftest import ROOT, TINY, run
+
+
+def run_here(script, *args, check=True):
+    """conftest.run(script, *args) in this process: the script's own `if __name__ == '__main__'` block (runpy) with
+    the command line's sys.argv and working directory, its stdout and stderr captured, but no new interpreter to
+    start and import torch and DALI into (2-4 s a run on two cores). An exception the script does not turn into an
+    exit status propagates and fails the test, where a process would print a Traceback. The run-directory locks it
+    took are released, as the end of its process would. Runs that need their own process (a kill, an rlimit, torchrun,
+    another environment) stay with conftest.run. (Shared with the other test files; conftest.py is its place.)"""
+    import engine
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    argv, cwd, locks = sys.argv, os.getcwd(), set(engine._LOCKS)
+    sys.argv = [script, *args]
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            # warnings printed to its stderr as they come, under a new interpreter's filters (not pytest's record)
+            warnings.resetwarnings()
+            for action, category, module in (('default', DeprecationWarning, '__main__'), ('ignore', DeprecationWarning, ''),
+                                             ('ignore', PendingDeprecationWarning, ''), ('ignore', ImportWarning, ''),
+                                             ('ignore', ResourceWarning, '')):
+                warnings.filterwarnings(action, category=category, module=module, append=True)
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+                warnings.formatwarning(message, category, filename, lineno, line))
+            try:
+                runpy.run_path(os.path.join(ROOT, script), run_name='__main__')
+            except SystemExit as e:  # as the interpreter exits: None is 0, a message goes to stderr with status 1
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:
+                    print(e.code, file=sys.stderr)
+                    code = 1
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+        for key in set(engine._LOCKS) - locks:
+            engine._LOCKS.pop(key).close()
+    p = subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+    if check and code:
+        raise AssertionError(f'{" ".join([script, *args])} exited {code}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
+    return p
 
 
 def train_args(toy, out, *extra):
@@ -35,7 +80,7 @@ def test_learns_toy_data(toy, pretrained):
     assert f'checkpoint:  {out / "checkpoint.pth"}' in stdout and 'tensorboard --logdir' in stdout
     # Running the same command again on a finished run changes nothing and says so.
     args = json.loads((out / 'args.json').read_text())
-    again = run(*train_args(toy, out, '--batch-size', '64', '--lr', '0.02', '--iters', '300', '--lr-steps', '250',
+    again = run_here(*train_args(toy, out, '--batch-size', '64', '--lr', '0.02', '--iters', '300', '--lr-steps', '250',
                             '--eval-every', '300', '--save-every', '300'))
     assert 'is finished' in again.stdout and args['git_sha']
 
@@ -45,7 +90,7 @@ def test_resume_after_kill_is_exact(toy, tmp_path):
     extra = ['--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '30', '--save-every', '10',
              '--log-every', '5', '--eval-every', '40', '--seed', '3']
     whole, killed = tmp_path / 'whole', tmp_path / 'killed'
-    run(*train_args(toy, whole, *extra))
+    run_here(*train_args(toy, whole, *extra))
 
     kill_at = random.randint(12, 32)
     proc = subprocess.Popen([sys.executable, *train_args(toy, killed, *extra)], cwd=ROOT,
@@ -63,7 +108,7 @@ def test_resume_after_kill_is_exact(toy, tmp_path):
     ckpt_step = torch.load(killed / 'checkpoint.pth', weights_only=True)['step']
     assert 0 < ckpt_step < 40
 
-    p = run(*train_args(toy, killed, *extra))
+    p = run_here(*train_args(toy, killed, *extra))
     assert f'resuming from {killed / "checkpoint.pth"} at iteration {ckpt_step}' in p.stdout
     a = torch.load(whole / 'checkpoint.pth', weights_only=True)
     b = torch.load(killed / 'checkpoint.pth', weights_only=True)
@@ -99,7 +144,7 @@ def test_torchrun_validation_counts_each_image_once(toy, tmp_path, world):
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(toy, tmp_path):
     out = tmp_path / 'nan'
     # x1e8 at iteration 10 makes SGD diverge right after the checkpoint at 10.
-    p = run(*train_args(toy, out, '--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '10',
+    p = run_here(*train_args(toy, out, '--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '10',
                         '--gamma', '1e8', '--save-every', '5', '--log-every', '5'), check=False)
     assert p.returncode == 1 and 'non-finite' in p.stderr and 'Traceback' not in p.stderr
     ckpt = torch.load(out / 'checkpoint.pth', weights_only=True)
@@ -111,7 +156,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(toy, tmp_path):
 def test_clip_grad_holds_each_step_to_the_clipped_norm(toy, tmp_path):
     out = tmp_path / 'clip'
     lr, clip = 0.02, 0.05  # the gradient norm is about 0.3 at initialisation (batch 32), so every step is clipped
-    run(*train_args(toy, out, '--batch-size', '32', '--lr', str(lr), '--schedule', 'constant', '--momentum', '0',
+    run_here(*train_args(toy, out, '--batch-size', '32', '--lr', str(lr), '--schedule', 'constant', '--momentum', '0',
                     '--wd', '0', '--clip-grad', str(clip), '--iters', '2', '--save-every', '1', '--keep', '2',
                     '--log-every', '1', '--eval-every', '2'))
     before, after = (torch.load(out / name, weights_only=True)['model'] for name in ('checkpoint.1.pth', 'checkpoint.pth'))
@@ -198,12 +243,12 @@ def test_finished_run_with_damaged_or_lost_metrics(toy, tmp_path):
     command validates the final checkpoint again and writes the same metrics."""
     out = tmp_path / 'run'
     args = train_args(toy, out, '--batch-size', '32', '--iters', '4', '--eval-every', '4', '--save-every', '4')
-    run(*args)
+    run_here(*args)
     first = json.loads((out / 'metrics.json').read_text())
     (out / 'metrics.json').write_text('{"step": 4, "val_to')
-    p = run(*args, check=False)
+    p = run_here(*args, check=False)
     assert p.returncode == 2 and 'Traceback' not in p.stderr
     assert 'metrics.json is damaged' in p.stderr.strip().splitlines()[-1]
     (out / 'metrics.json').unlink()
-    run(*args)
+    run_here(*args)
     assert json.loads((out / 'metrics.json').read_text()) == first
