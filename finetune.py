@@ -96,8 +96,9 @@ KORNBLITH_LAMBDAS = logspace(-6, 5, 45)
 
 
 def get_args_parser():
+    # allow_abbrev off: an unknown flag is a train.py flag passed through, so --lr must not be read as --lr-grid
     p = argparse.ArgumentParser(description='Transfer and analysis of a pre-trained network (train.py flags pass through).',
-                                epilog='Any other flag is a train.py flag for the finetune and last modes.')
+                                epilog='Any other flag is a train.py flag for the finetune and last modes.', allow_abbrev=False)
     p.add_argument('task', choices=TASKS)
     p.add_argument('--init', required=True, help='wmig checkpoint, torchvision/timm state_dict file, torchvision:DEFAULT or '
                    'timm:DEFAULT (downloaded), or "scratch"')

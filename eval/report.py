@@ -259,7 +259,7 @@ def pearson(a, b):
     ma, mb = sum(a) / len(a), sum(b) / len(b)
     cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
     var = math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
-    return cov / var if var else None
+    return cov / var if var > 1e-12 * (1 + abs(ma) + abs(mb)) ** 2 else None  # equal values: rounding, not spread
 
 
 def bootstrap_r(a, b, samples=2000, seed=0):

@@ -164,10 +164,14 @@ def plan(c):
     c.regularisers = []
     nets = networks(c)
     p.extras['regularisers'] = c.regularisers  # the rows of the regulariser comparison
+    archs = set()
     for net in nets:
         label, arch, run, _, top1 = net
         seed = c.seeds[0]  # one run a network: the spread the study measures is across networks
-        runs = {f'{d}/{proto}': transfer(c, net, d, proto, seed) for d in a.datasets for proto in a.protocols}
+        # scratch is one run per architecture: only its first network's row holds it (one point an architecture)
+        protos = [p_ for p_ in a.protocols if p_ != 'scratch' or arch not in archs]
+        archs.add(arch)
+        runs = {f'{d}/{proto}': transfer(c, net, d, proto, seed) for d in a.datasets for proto in protos}
         p.row(label, seed, x=top1, imagenet=run, **runs)
     return p
 

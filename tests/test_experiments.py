@@ -347,6 +347,8 @@ def test_kornblith_grid(tmp_path):
     food = next(s for s in ft if s['cmd'][2] == 'food101')
     assert common.flag(food['cmd'], '--data') == os.path.join('data/toy', 'transfer', 'food101')
     assert len(c.plans[0].columns) == 1 + 12 * 3 and c.plans[0].extras['regularisers'][0] == 'alexnet'
+    rows = {r['label']: r['runs'] for r in c.plans[0].rows}  # scratch: one point an architecture, on its first row
+    assert 'dtd/scratch' in rows['alexnet'] and 'dtd/scratch' not in rows['alexnet, label smoothing 0.1']
     p = script('kornblith', '--data-root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'real'), '--dry-run')
     lines = p.stdout.splitlines()
     assert sum('python train.py' in line for line in lines) == 16 + 3  # the 16, and ResNet-50 with 3 regularisers

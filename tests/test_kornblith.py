@@ -98,3 +98,11 @@ def test_data_set_task_bad_input(toy, tmp_path):
     assert not os.path.exists(tmp_path / 'x')
     with pytest.raises(SystemExit):  # argparse: an unknown data set is not a task
         ft('imagenet21k', '--init', 'scratch')
+
+
+def test_train_flags_pass_through_beside_the_grid_flags():
+    """--lr and --wd are train.py's, not abbreviations of --lr-grid / --wd-grid; given, they fix the grid's axes."""
+    args, rest = finetune.get_args_parser().parse_known_args(['dtd', '--init', 'scratch', '--lr', '0.01', '--wd', '0.001'])
+    assert args.lr_grid is None and args.wd_grid is None and rest == ['--lr', '0.01', '--wd', '0.001']
+    args.recipe, args.train_flags = 'kornblith', finetune.train_flags(rest)
+    assert finetune.grid(args) == [(0.01, 0.001 * 0.01)]  # the paper's unit: decay x lr
