@@ -13,10 +13,10 @@ Protocols, each a `finetune.py DATASET` run per network and data set (README, "K
               on train + val (--recipe kornblith: SGD Nesterov, batch 256, 20K steps)
     scratch   the same architecture from random initialisation, 40K steps, its own grid (--init scratch); one per
               architecture, shared by its networks
-Networks: each of --archs pre-trained here with one recipe, its ImageNet top-1 from its own validation; the first
-architecture also with the regularisers the paper found to hurt transfer (label smoothing; AlexNet: no dropout;
-ResNets: BN without scale, no weight decay on BN) and, on the toy data, with fewer images a class for a spread of
-ImageNet accuracies. With --published TABLE the networks are published weights instead, with the top-1 the table
+Networks: each of --archs pre-trained here with one recipe, its ImageNet top-1 from its own validation; ResNet-50
+(on the toy data, the first architecture) also with the regularisers the paper found to hurt transfer (label
+smoothing; AlexNet: no dropout; ResNets: BN without scale, no weight decay on BN; the toy keeps the first) and, on
+the toy data, with fewer images a class for a spread of ImageNet accuracies. With --published TABLE the networks are published weights instead, with the top-1 the table
 gives. The report draws transfer accuracy (log odds) against ImageNet top-1, one panel per data set and protocol,
 with Pearson r and a bootstrap interval beside the paper's r.
 """
