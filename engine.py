@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from eval.metrics import label_ap, mean_ap, mean_class_accuracy, per_class_counts, topk_hits
+from eval.metrics import mean_class_accuracy, per_class_counts, topk_hits, transfer_metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -562,8 +562,7 @@ def evaluate_multilabel(model, loader, targets, device, amp_dtype, world):
     model.train()
     parts = all_gather_object((scores, rows), world)
     scores, rows = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    ap, _ = label_ap(scores.numpy(), targets[rows].numpy(), use_07_metric=True)
-    return {'mAP': 100 * mean_ap(ap), 'n': len(rows)}
+    return transfer_metrics(scores, targets[rows])  # {'mAP', 'n'}: the measure finetune.py tests with
 
 
 def extract(fn, loader, device, amp_dtype):
