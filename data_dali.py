@@ -237,10 +237,11 @@ def _detection_pipeline(source, decoder_device, scale, max_size, mean, std):
 
 
 class DetectionLoader:
-    """Iterates over one epoch of (images, boxes, im_info, indices):
+    """Iterates over one epoch of (images, boxes, im_info, indices, flips):
     images float NCHW (a channels_last view, zero-padded to the batch's largest), boxes a list of [M, 4] float
     tensors in py-faster-rcnn's convention (0-based inclusive pixels of the resized, maybe flipped image),
-    im_info [B, 3] (height, width, scale) of each resized image before padding, indices the records' positions.
+    im_info [B, 3] (height, width, scale) of each resized image before padding, indices the records' positions, flips
+    whether each was mirrored (1) or not (0): what a target drawn apart from the boxes, a mask, needs.
 
     The order is a pure function of (seed, epoch): a permutation of all records per epoch, this shard taking
     every num_shards-th, and a mirror coin per image. So state() is just the number of batches consumed, and a
@@ -302,7 +303,7 @@ class DetectionLoader:
 
     def __iter__(self):
         for _ in range(self.batches):
-            idx, _ = self._batch(self.consumed)
+            idx, flips = self._batch(self.consumed)
             # on a decode error, its file is looked for among the batches in flight (this one and the prefetched);
             # a function, so the hot loop does not list them
             with dali_errors(self.root, lambda k=self.consumed: [os.path.join(self.root, self.records[i]['path'])
@@ -322,7 +323,7 @@ class DetectionLoader:
                 boxes.append(torch.cat([b[:, :2], b[:, 2:] - 1], 1) * orig[i, 2])
             # im_info as py-faster-rcnn's: the resized image's size (the pipeline's rounding) and its scale
             info = torch.cat([torch.floor(orig[:, :2] * orig[:, 2:] + 0.5), orig[:, 2:]], 1)
-            yield images.permute(0, 3, 1, 2), boxes, info, idx
+            yield images.permute(0, 3, 1, 2), boxes, info, idx, flips
 
     def state(self):
         return self.consumed

@@ -872,3 +872,97 @@ def _flowers102(root, seed):
 _READERS = {'food101': _food101, 'cifar10': _cifar('cifar10'), 'cifar100': _cifar('cifar100'), 'birdsnap': _birdsnap,
             'sun397': _sun397, 'cars': _cars, 'aircraft': _aircraft, 'voc07-cls': _voc07_cls, 'dtd': _dtd,
             'pets': _pets, 'caltech101': _caltech101, 'flowers102': _flowers102}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# COCO (He et al. 2019): the official 2017 layout, ROOT/{train2017,val2017}/<file_name>, ROOT/annotations/
+# instances_{train2017,val2017}.json, as cocodataset.org's zips unpack.
+
+COCO_LAYOUT = 'ROOT/annotations/instances_{split}.json and ROOT/{split}/<file_name> (split train2017 or val2017)'
+
+
+def coco_paths(root, split):
+    """(annotation file, image folder) of a COCO split."""
+    return os.path.join(root, 'annotations', f'instances_{split}.json'), os.path.join(root, split)
+
+
+def _coco_polygons(seg, where):
+    """The polygons of a non-crowd annotation's segmentation: [[x1, y1, x2, y2, ...], ...] with 3 points or more."""
+    if not isinstance(seg, list) or not seg:
+        raise UserError(f'{where}: "segmentation" is not a list of polygons (iscrowd 0 takes polygons, iscrowd 1 RLE)')
+    for k, poly in enumerate(seg):
+        if not isinstance(poly, list) or len(poly) % 2 or not all(isinstance(v, (int, float)) for v in poly):
+            raise UserError(f'{where}: polygon {k} is not a flat list of x, y numbers')
+        if len(poly) < 6:
+            raise UserError(f'{where}: polygon {k} has {len(poly) // 2} point(s); a polygon needs at least 3')
+    return seg
+
+
+def read_coco(root, split):
+    """(records, categories) of one COCO split, checked whole before anything trains on it.
+
+    categories: the file's [{'id', 'name', ...}] sorted by id; a record's label k (1-based, 0 is the background of
+    torchvision's detectors) is categories[k - 1]. records, one per image in the file's order: {'id' (COCO's image id),
+    'path' (relative to ROOT), 'size' (width, height), 'boxes' float32 [M, 4], 'labels' int64 [M], 'polygons' [M
+    lists of polygons]} of the non-crowd objects. Boxes are in the loader's convention (data_dali.DetectionLoader,
+    VOC's): x1 + 1, y1 + 1, x2, y2 of COCO's continuous [x, y, w, h], so that the loader's -1 gives COCO's back.
+    Crowd regions are left out of training, as torchvision's reference (references/detection/coco_utils.py) does;
+    COCOeval ignores detections on them. Degenerate boxes (w or h <= 0) are dropped as there too.
+
+    Each problem is a one-line UserError naming the file: malformed JSON, a missing key, an annotation of an image the
+    file does not list, a category id outside its categories, a polygon of fewer than 3 points, a listed image that is
+    not on disk."""
+    ann_path, _ = coco_paths(root, split)
+    if not os.path.isfile(ann_path):
+        raise UserError(f'COCO annotations not found: {ann_path} (expected {COCO_LAYOUT})')
+    try:
+        with open(ann_path, 'rb') as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise UserError(f'{ann_path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})') from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f'{ann_path}: cannot read it ({_why(e)})') from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ('images', 'annotations', 'categories')):
+        raise UserError(f'{ann_path}: not a COCO instances file (it needs lists "images", "annotations" and "categories")')
+    try:
+        categories = sorted(data['categories'], key=lambda c: c['id'])
+        label = {c['id']: k for k, c in enumerate(categories, 1)}
+        records, at = [], {}
+        for im in data['images']:
+            rel = safe_relpath(os.path.join(split, im['file_name']), ann_path)
+            at[im['id']] = len(records)
+            records.append({'id': im['id'], 'path': rel, 'size': (int(im['width']), int(im['height'])),
+                            'boxes': [], 'labels': [], 'polygons': []})
+        for a in data['annotations']:
+            where = f'{ann_path}: annotation {a.get("id")}'
+            if a['image_id'] not in at:
+                raise UserError(f'{where} names image {a["image_id"]!r}, which "images" does not list')
+            if a['category_id'] not in label:
+                raise UserError(f'{where} has category_id {a["category_id"]!r}, which is not among the {len(label)} '
+                                f'"categories" (ids {min(label, default="-")}..{max(label, default="-")})')
+            if a.get('iscrowd', 0):
+                continue
+            polygons = _coco_polygons(a['segmentation'], where)
+            x, y, w, h = (float(v) for v in a['bbox'])
+            if w <= 0 or h <= 0:
+                continue
+            r = records[at[a['image_id']]]
+            r['boxes'].append((x + 1, y + 1, x + w, y + h))
+            r['labels'].append(label[a['category_id']])
+            r['polygons'].append(polygons)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f'{ann_path}: not a COCO instances file ({_why(e)})') from None
+    for r in records:
+        if not os.path.isfile(os.path.join(root, r['path'])):
+            raise UserError(f'{ann_path} lists image {r["id"]}, which is not on disk: {os.path.join(root, r["path"])}')
+        r['boxes'] = np.array(r['boxes'], np.float32).reshape(-1, 4)
+        r['labels'] = np.array(r['labels'], np.int64)
+    return records, categories
+
+
+def coco_subset(records, n, seed):
+    """A seeded draw of n of the records, in their order (He et al. 2019's 1K-, 10K- and 35K-image ablations)."""
+    if n > len(records):
+        raise UserError(f'--train-images {n} is larger than the {len(records)} training images (with objects) of the set')
+    keep = set(random.Random(f'{seed}/coco-subset').sample(range(len(records)), n))
+    return [r for i, r in enumerate(records) if i in keep]

@@ -663,3 +663,92 @@ class RStarCNN(nn.Module):
         scores = self.primary_score(h).float() + s.amax(1)
         deltas = self.bbox_pred(h).float().reshape(len(prim), -1, 4)[torch.arange(len(prim)), lab]
         return {'cls': F.cross_entropy(scores, lab), 'box': smooth_l1(deltas - tgt, 1.0).sum() / len(prim)}
+
+
+# ---------------------------------------------------------------------------------------- He et al. 2019: FPN R-CNNs
+# Mask R-CNN and Faster R-CNN with a ResNet-FPN backbone, built from torchvision's parts (not hand-written: the
+# hand-written detector above is the py-faster-rcnn of Huh et al.). The recipes are Detectron's, which He, Girshick
+# and Dollar ran (arXiv 1811.08883 §4): GroupNorm or SyncBN in the backbone, the FPN and the heads (the 4conv1fc box
+# head and 4-conv mask head of Detectron's GN configs); a pre-trained baseline with frozen BN has Detectron's plain
+# heads (2fc box head, mask head without norm).
+
+FPN_NORMS = ('gn', 'syncbn', 'frozen-bn')
+
+
+class FPNDetector(nn.Module):
+    """torchvision's Mask / Faster R-CNN on the batches of data_dali.DetectionLoader, which has resized, normalised,
+    mirrored and zero-padded the images already: torchvision's own GeneralizedRCNNTransform (which would resize and
+    normalise again) is skipped. Training returns the loss dict; testing, per image, {'boxes', 'labels', 'scores'
+    (, 'masks': [N, 1, 28, 28] probabilities in each box)} in the resized image's pixels."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images, sizes, targets=None):
+        from torchvision.models.detection.image_list import ImageList
+        # FPN's coarsest level has stride 32 (torchvision's size_divisible): pad with zeros, the mean after normalising
+        images = F.pad(images, (0, -images.shape[-1] % 32, 0, -images.shape[-2] % 32))
+        image_list = ImageList(images, [(int(h), int(w)) for h, w in sizes])
+        features = self.net.backbone(images)
+        proposals, rpn_losses = self.net.rpn(image_list, features, targets)
+        detections, roi_losses = self.net.roi_heads(features, proposals, image_list.image_sizes, targets)
+        return {**rpn_losses, **roi_losses} if self.training else detections
+
+
+def fpn_detector(arch, num_classes, norm='gn', mask=True, init=None, channels=256, rois_per_image=512,
+                 anchor_sizes=(32, 64, 128, 256, 512), test_proposals=1000):
+    """(FPNDetector, the norm modules to keep in eval mode) for `num_classes` object classes (+ background).
+
+    arch: a torchvision ResNet (resnet50, resnet101, resnext50_32x4d, ... or resnet18 for the toy runs); norm: gn
+    (GroupNorm, 32 groups, everywhere), syncbn (BatchNorm everywhere, synchronised across processes by the caller's
+    nn.SyncBatchNorm.convert_sync_batchnorm), or frozen-bn (the pre-trained baseline: BN statistics and affines fixed,
+    plain heads). init: None (from scratch: every parameter trains, He et al.) or a state_dict of the classifier,
+    whose stem and res2 then stay fixed (Detectron's FREEZE_AT 2). channels: FPN and head width (256);
+    rois_per_image: sampled RoIs per image (Detectron's 512); anchor_sizes: one per FPN level P2-P6 (32-512);
+    test_proposals: RPN proposals kept per image at test time (Detectron's 1000)."""
+    from torchvision.models import ResNet
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, RPNHead, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    import engine
+    from models import get_model
+    if norm not in FPN_NORMS:
+        raise UserError(f'--norm {norm}: the FPN detector takes {", ".join(FPN_NORMS)}')
+    if norm == 'frozen-bn' and init is None:
+        raise UserError('--norm frozen-bn is the pre-trained baseline: from scratch, BN statistics cannot be frozen; '
+                        'use gn or syncbn (He et al. 2019)')
+    net = get_model(arch, 1000, 'gn' if norm == 'gn' else 'bn')
+    if not isinstance(net, ResNet):
+        raise UserError(f'--arch {arch}: the FPN detector takes a torchvision ResNet or ResNeXt (resnet50, resnet101, ...)')
+    if init is not None:
+        engine.load_init(net, init, 'the --init weights')
+    frozen_norms = []
+    if init is not None:
+        frozen_norms = freeze(net, arch) if norm == 'frozen-bn' else []
+        if norm != 'frozen-bn':  # stem and res2 fixed, the norms train (Detectron's GN configs, FREEZE_AT 2)
+            for m in (net.conv1, net.bn1, net.layer1):
+                for p in m.parameters():
+                    p.requires_grad_(False)
+    head_norm = {'gn': lambda c: nn.GroupNorm(32, c), 'syncbn': nn.BatchNorm2d, 'frozen-bn': None}[norm]
+    widths = [net.fc.in_features // 2 ** k for k in (3, 2, 1, 0)]  # res2..res5
+    backbone = BackboneWithFPN(net, {f'layer{k}': str(k - 1) for k in range(1, 5)}, widths, channels,
+                               extra_blocks=LastLevelMaxPool(), norm_layer=head_norm)
+    anchors = AnchorGenerator(tuple((s,) for s in anchor_sizes), ((0.5, 1.0, 2.0),) * len(anchor_sizes))
+    if head_norm is None:  # Detectron's FPN baseline: 2fc box head of 1024
+        box_head = TwoMLPHead(channels * 7 * 7, 1024)
+    else:  # Detectron's GN configs: 4conv1fc, each conv with the norm
+        box_head = FastRCNNConvFCHead((channels, 7, 7), [channels] * 4, [1024], norm_layer=head_norm)
+    kw = dict(rpn_anchor_generator=anchors, rpn_head=RPNHead(channels, 3), box_head=box_head,
+              box_predictor=FastRCNNPredictor(1024, num_classes + 1), box_batch_size_per_image=rois_per_image,
+              rpn_pre_nms_top_n_test=test_proposals, rpn_post_nms_top_n_test=test_proposals)
+    if mask:  # torchvision's mask predictor assumes 256 channels unless given
+        model = MaskRCNN(backbone, mask_head=MaskRCNNHeads(channels, [channels] * 4, 1, norm_layer=head_norm),
+                         mask_predictor=MaskRCNNPredictor(channels, channels, num_classes + 1), **kw)
+    else:
+        model = FasterRCNN(backbone, **kw)
+    return FPNDetector(model), frozen_norms

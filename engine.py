@@ -132,6 +132,14 @@ def lr_at(step, base_lr, total, schedule='step', milestones=(), gamma=0.1, warmu
     raise ValueError(f'unknown schedule {schedule!r}')
 
 
+
+def amp_setup(amp, device):
+    """(precision name, autocast dtype, GradScaler) of --amp: auto is bf16 on a GPU and fp32 on the CPU; only fp16
+    needs the loss scaled."""
+    amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(amp, amp)
+    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
+    return amp, dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
 # What --wd-norm counts as normalisation parameters, in any architecture of models.py
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 

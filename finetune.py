@@ -49,12 +49,12 @@ from tqdm import tqdm
 import engine
 import train
 from data_dali import classification_loader, detection_loader
-from datasets import (IMAGE_EXTS, TRANSFER_SETS, VOC_ACTIONS, VOC_CLASSES, read_manifest, read_sun397, read_transfer,
-                      read_tsv, read_voc_actions, read_voc_detection)
-from detection import (FasterRCNN, RStarCNN, action_labels, freeze, generate_anchors, grid_regions,
-                       opencv_selective_search, selective_search, split_classifier)
+from datasets import (IMAGE_EXTS, TRANSFER_SETS, VOC_ACTIONS, VOC_CLASSES, coco_paths, coco_subset, read_coco,
+                      read_manifest, read_sun397, read_transfer, read_tsv, read_voc_actions, read_voc_detection)
+from detection import (FPN_NORMS, FasterRCNN, RStarCNN, action_labels, fpn_detector, freeze, generate_anchors,
+                       grid_regions, opencv_selective_search, selective_search, split_classifier)
 from engine import UserError, ranged
-from eval.metrics import (SCORE_KEY, detection_ap, knn, label_ap, mean_ap, mean_class_accuracy, per_class_counts,
+from eval.metrics import (SCORE_KEY, coco_ap, detection_ap, knn, label_ap, mean_ap, mean_class_accuracy, per_class_counts,
                           transfer_metrics)
 import models
 from models import check_arch, check_input_size, get_model, input_spec
@@ -62,7 +62,7 @@ from models import check_arch, check_input_size, get_model, input_spec
 # Kornblith et al. 2019's data sets other than SUN397 (which is the sun397 task), each read from its official layout
 KORNBLITH_SETS = tuple(n for n in TRANSFER_SETS if n != 'sun397')
 CLASSIFICATION = ('sun397', 'folder', 'manifest') + KORNBLITH_SETS
-TASKS = CLASSIFICATION + ('voc07', 'voc12-action', 'knn', 'coarse-fine')
+TASKS = CLASSIFICATION + ('voc07', 'voc12-action', 'coco', 'knn', 'coarse-fine')
 MODES = ('finetune', 'last', 'linear')
 # Paper §3 (SUN-CLS): fc8 replaced by a random 397-way layer, all layers fine-tuned, SGD 50K iterations at
 # lr 0.001, x0.1 every 20K. The new layer learns at 10x and the batch is 50 as in Caffe's fine-tuning
@@ -149,8 +149,11 @@ def get_args_parser():
     voc.add_argument('--voc', default=None, help='the VOCdevkit folder (holding VOC2007/ and VOC2012/)')
     voc.add_argument('--train-set', default=None, help='image set trained on (default: trainval for voc07, train for voc12-action)')
     voc.add_argument('--test-set', default=None, help='image set tested on (default: test for voc07, val for voc12-action)')
-    voc.add_argument('--scale', type=ranged(int, 1), default=600, help='shorter image side (py-faster-rcnn TRAIN/TEST.SCALES)')
-    voc.add_argument('--max-size', type=ranged(int, 1), default=1000, help='longest image side (py-faster-rcnn MAX_SIZE)')
+    voc.add_argument('--scale', type=ranged(int, 1), default=None,
+                     help='shorter image side (default: 600 for voc07 and voc12-action, py-faster-rcnn TRAIN/TEST.SCALES; '
+                          '800 for coco, Detectron)')
+    voc.add_argument('--max-size', type=ranged(int, 1), default=None,
+                     help='longest image side (default: 1000, py-faster-rcnn MAX_SIZE; 1333 for coco)')
     voc.add_argument('--roi-op', default=None, choices=('pool', 'align'),
                      help='RoI features: pool (RoI max pooling, py-faster-rcnn; the default for AlexNets) or align '
                           '(RoIAlign, Detectron; the default for ResNets)')
@@ -161,6 +164,27 @@ def get_args_parser():
                      help='where Selective Search boxes are cached (default: selective_search/ beside the run directory)')
     voc.add_argument('--anchor-scales', type=ranged(int, 1), nargs='+', default=[8, 16, 32],
                      help='anchor sizes in units of the 16 px stride: 128, 256, 512 px (py-faster-rcnn)')
+    coco = p.add_argument_group('coco (He et al. 2019: Mask R-CNN, ResNet-FPN; --train-set / --test-set default to '
+                                'train2017 / val2017)')
+    coco.add_argument('--coco', default=None, help='the COCO folder: train2017/, val2017/, annotations/instances_*.json')
+    coco.add_argument('--norm', dest='det_norm', default=None, choices=FPN_NORMS,
+                      help='normalisation of backbone, FPN and heads: gn (GroupNorm), syncbn (BatchNorm synchronised '
+                           'across processes) or frozen-bn (the pre-trained baseline, plain heads). Default: gn from '
+                           'scratch or from a GN checkpoint, frozen-bn from a BN one')
+    coco.add_argument('--schedule', default=None,
+                      help='coco: Nx = N x 90K iterations at batch 16, lr x0.1 in the last 60K and 20K (default 1x: '
+                           'drops at 60K, 80K); scaled to --batch-size. Other tasks: train.py\'s --schedule')
+    coco.add_argument('--train-images', type=ranged(int, 1), default=None,
+                      help='train on a seeded draw of this many images (He et al.: 1K, 10K, 35K)')
+    coco.add_argument('--train-fraction', type=ranged(float, 0, 1, lo_open=True), default=None,
+                      help='train on a seeded draw of this share of the images (He et al.: 10%%)')
+    coco.add_argument('--mask', action=argparse.BooleanOptionalAction, default=True,
+                      help='Mask R-CNN (boxes and masks; --no-mask: Faster R-CNN)')
+    coco.add_argument('--fpn-channels', type=ranged(int, 1), default=256, help='FPN and head width (Detectron: 256)')
+    coco.add_argument('--rois-per-image', type=ranged(int, 1), default=512, help='RoIs sampled per image (Detectron: 512)')
+    coco.add_argument('--test-proposals', type=ranged(int, 1), default=1000, help='RPN proposals per image at test time (Detectron: 1000)')
+    coco.add_argument('--anchor-sizes', type=ranged(int, 1), nargs=5, default=[32, 64, 128, 256, 512],
+                      help='anchor side on FPN levels P2-P6, px (Detectron: 32 64 128 256 512)')
     cf = p.add_argument_group('coarse-fine')
     cf.add_argument('--min-subclasses', type=ranged(int, 1), default=5, help='coarse classes with at least this many fine classes (paper: 5)')
     cf.add_argument('--top', type=ranged(int, 1), default=10, help='coarse classes shown at each end of the figure')
@@ -281,13 +305,17 @@ PATH_ARGS = ('init', 'subset', 'data', 'sun_root', 'voc', 'regions_cache')
 ADDED_LATER = ('train_flags', 'recipe', 'lr_grid', 'wd_grid')
 
 
-def train_flags(rest):
-    """{flag: parsed value} of the train.py flags passed through (`--lr 0.02` and `--lr=0.020` are one value), but
-    those a resumed run may change: part of a transfer run's identity."""
+def given_flags(rest):
+    """{flag: parsed value} of the train.py flags passed through (`--lr 0.02` and `--lr=0.020` are one value)."""
     p = train.get_args_parser()
     for a in p._actions:  # only the flags given, with no defaults and nothing required
         a.default, a.required = argparse.SUPPRESS, False
-    return {k: v for k, v in sorted(vars(p.parse_args(rest)).items()) if k not in train.RESUME_MAY_CHANGE}
+    return dict(sorted(vars(p.parse_args(rest)).items()))
+
+
+def train_flags(rest):
+    """The train.py flags passed through but those a resumed run may change: part of a transfer run's identity."""
+    return {k: v for k, v in given_flags(rest).items() if k not in train.RESUME_MAY_CHANGE}
 
 
 def run_identity(args):
@@ -628,7 +656,7 @@ def test_regions(model, loader, records, names, det, device, amp_dtype, grid=Fal
     actions and 'other', R*CNN's test.py)."""
     model.eval()
     found = [None] * len(records)
-    for images, boxes, info, idx in tqdm(loader, desc='test', leave=False, disable=not sys.stderr.isatty()):
+    for images, boxes, info, idx, _ in tqdm(loader, desc='test', leave=False, disable=not sys.stderr.isatty()):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
             if det:
                 out = model(images.to(device), info)
@@ -745,9 +773,7 @@ def region_task(args, rest):
     if targs.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = engine.sgd(model, targs.lr, targs.momentum, targs.wd, caffe_bias=True, bias_decay=targs.bias_decay)
-    amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(targs.amp, targs.amp)
-    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    amp, amp_dtype, scaler = engine.amp_setup(targs.amp, device)
     if ckpt is not None:
         engine.load_state(model, ckpt['model'], ckpt_from)
         optimizer.load_state_dict(ckpt['optimizer'])
@@ -775,7 +801,7 @@ def region_task(args, rest):
         print(f'resuming from {ckpt_from} at iteration {ckpt["step"]}')
 
     def loss_of(batch):
-        images, boxes, info, idx = batch
+        images, boxes, info, idx, _ = batch
         images, boxes = images.to(device, non_blocking=True), [b.to(device) for b in boxes]
         if det:
             targets = [(b, torch.as_tensor(train_recs[i]['labels'], device=device)) for b, i in zip(boxes, idx)]
@@ -804,6 +830,221 @@ def region_task(args, rest):
     print(f'done: test mAP {metrics["mAP"]:.2f} on {metrics["n"]} images; per class: ' +
           ', '.join(f'{k[3:]} {v:.1f}' for k, v in metrics.items() if k.startswith('AP/')))
     return out, result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# coco: He et al. 2019, Mask R-CNN with a ResNet-FPN (detection.fpn_detector), from scratch or pre-trained
+
+# Detectron's recipe, which He, Girshick and Dollar keep (arXiv 1811.08883 §4): batch 16 (8 GPUs x 2 images), lr
+# 0.02, weight decay 1e-4, momentum 0.9; shorter side 800 (max 1333), horizontal flip. A schedule of N x 90K
+# iterations drops the lr x0.1 "in the last 60k and last 20k iterations" (§4); 1x is Detectron's 90K with drops at
+# 60K and 80K. Another --batch-size scales lr and iterations linearly (Goyal et al. 2017), so one GPU runs the same
+# recipe. Warm-up: Detectron's is 500 iterations from 1/3 of the lr; train.py's linear warm-up starts near 0.
+DET_BATCH, DET_LR, DET_ITERS = 16, 0.02, 90000
+DET_RECIPE = ['--momentum', '0.9', '--wd', '1e-4', '--save-every', '2000', '--log-every', '20']
+DET_WARMUP = 500
+DET_CURVE = 4  # evaluations per 90K iterations: the points of the AP-against-iterations curves (Fig. 1, 5)
+
+
+def det_schedule(name, batch):
+    """(iterations, lr steps, warm-up, evaluation interval) of a schedule 'Nx' at `batch` images a step."""
+    try:
+        n = float(name.removesuffix('x'))
+        assert name.endswith('x') and n > 0
+    except (AssertionError, ValueError):
+        raise UserError(f'--schedule {name}: give the length in multiples of 90K iterations, 1x 2x 3x 6x 9x (or 0.5x)') from None
+    total = round(n * DET_ITERS)
+    steps = (60000, 80000) if n == 1 else (total - 60000, total - 20000)
+    if steps[0] <= 0:  # shorter than 2x the paper's rule does not fit: the proportions of 1x
+        steps = (round(total * 2 / 3), round(total * 8 / 9))
+    k = DET_BATCH / batch
+    return (round(total * k), [round(x * k) for x in steps], round(DET_WARMUP * k),
+            max(1, round(DET_ITERS / DET_CURVE * k)))
+
+
+def coco_targets(records, idx, flips, boxes, info, mask, device):
+    """torchvision's training targets of one loader batch: boxes back to continuous pixels (the loader gives
+    py-faster-rcnn's inclusive ones: x2 - 1 before scaling, so + scale), labels, and each object's mask drawn from
+    its polygons, mirrored and scaled as the image was (pycocotools rasterises them)."""
+    from pycocotools import mask as mask_utils
+    out = []
+    for i, f, b, (h, w, s) in zip(idx, flips, boxes, info.tolist()):
+        r = records[i]
+        t = {'boxes': (b + torch.tensor([0, 0, s, s])).to(device), 'labels': torch.as_tensor(r['labels'], device=device)}
+        if mask:
+            width = r['size'][0]
+            masks = []
+            for polys in r['polygons']:
+                scaled = []
+                for poly in polys:
+                    xy = np.asarray(poly, np.float64).reshape(-1, 2)
+                    if f:
+                        xy[:, 0] = width - xy[:, 0]
+                    scaled.append((xy * s).reshape(-1).tolist())
+                masks.append(mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(scaled, int(h), int(w)))))
+            t['masks'] = torch.from_numpy(np.stack(masks) if masks else np.zeros((0, int(h), int(w)), np.uint8)).to(device)
+        out.append(t)
+    return out
+
+
+def coco_results(detections, records, idx, info, categories):
+    """COCO result dicts of the detections of one test batch, in each original image's pixels: boxes as [x, y, w, h],
+    masks (28 x 28 probabilities per box) pasted into the image and thresholded at 0.5 (torchvision's and Detectron's
+    rule), as compressed RLE."""
+    from pycocotools import mask as mask_utils
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+    out = []
+    for d, i, (_, _, s) in zip(detections, idx, info.tolist()):
+        r = records[i]
+        boxes = d['boxes'].float().cpu() / s
+        if 'masks' in d:
+            masks = paste_masks_in_image(d['masks'].float().cpu(), boxes, (r['size'][1], r['size'][0]))[:, 0] > 0.5
+            rles = mask_utils.encode(np.asfortranarray(masks.numpy().transpose(1, 2, 0).astype(np.uint8)))
+        for k, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+            res = {'image_id': r['id'], 'category_id': categories[int(d['labels'][k]) - 1]['id'],
+                   'bbox': [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                   'score': round(float(d['scores'][k]), 5)}
+            if 'masks' in d:
+                res['segmentation'] = {'size': rles[k]['size'], 'counts': rles[k]['counts'].decode('ascii')}
+            out.append(res)
+    return out
+
+
+def coco_data(args):
+    """(COCO root, categories, train records, test records), checked before anything is written. Training keeps
+    the images with objects (Detectron's and torchvision's filter), then --train-images / --train-fraction of them."""
+    if not args.coco:
+        raise UserError('coco needs --coco (the folder holding train2017/, val2017/ and annotations/)')
+    if not os.path.isdir(args.coco):
+        raise UserError(f'--coco {args.coco}: folder not found')
+    train_set, test_set = args.train_set or 'train2017', args.test_set or 'val2017'
+    train_recs, categories = read_coco(args.coco, train_set)
+    test_recs, test_categories = read_coco(args.coco, test_set)
+    if [c['id'] for c in test_categories] != [c['id'] for c in categories]:
+        raise UserError(f'{train_set} and {test_set} have other categories ({len(categories)} against {len(test_categories)})')
+    train_recs = [r for r in train_recs if len(r['boxes'])]
+    if not train_recs or not test_recs:
+        raise UserError(f'{args.coco}: {"no " + train_set + " image has an object" if not train_recs else test_set + " lists no images"}')
+    n = args.train_images or (round(args.train_fraction * len(train_recs)) if args.train_fraction else None)
+    if n is not None:
+        train_recs = coco_subset(train_recs, max(1, n), args.seed)
+    return args.coco, categories, train_recs, test_recs
+
+
+def coco_task(args, rest):
+    """Train torchvision's Mask R-CNN (Faster R-CNN with --no-mask) with an FPN on COCO, from scratch or from the
+    --init weights, evaluating on the test set every --eval-every iterations: the AP-against-iterations curves."""
+    root, categories, train_recs, test_recs = coco_data(args)
+    rank, world, local_rank, device = engine.init_distributed()
+    net, src = network(args, 1)  # the --init weights and what they were made for (arch, input mean and std)
+    init = None if args.init == 'scratch' else {k: v for k, v in net.state_dict().items() if not k.startswith(net.head_name + '.')}
+    args.norm = args.det_norm or ('gn' if init is None or args.norm == 'gn' else 'frozen-bn')
+    if init is not None and (args.norm == 'gn') != (src.get('norm', 'bn') == 'gn'):
+        raise UserError(f'--norm {args.norm}: {args.init} has {src.get("norm", "bn")} layers (use '
+                        f'{"gn" if src.get("norm") == "gn" else "frozen-bn or syncbn"}, or --init scratch)')
+    args.scale, args.max_size = args.scale or 800, args.max_size or 1333
+    args.schedule = args.schedule or '1x'
+    out = args.out or default_out(args, f'coco-{args.norm}-{args.schedule}')
+    engine.lock_run_dir(out)
+    if finished(out, args):
+        return out, None
+    targs = train.get_args_parser().parse_args(['--subset', root, '--out', out, '--arch', args.arch, '--seed', str(args.seed),
+                                                '--workers', str(args.workers), *DET_RECIPE, *rest])
+    given = given_flags(rest)
+    if 'batch_size' not in given:
+        targs.batch_size = DET_BATCH
+    iters, steps, warmup, every = det_schedule(args.schedule, targs.batch_size)
+    for k, v in (('iters', iters), ('lr_steps', steps), ('warmup', warmup), ('eval_every', every),
+                 ('lr', DET_LR * targs.batch_size / DET_BATCH)):
+        if k not in given:
+            setattr(targs, k, v)
+    if targs.batch_size % world:
+        raise UserError(f'--batch-size {targs.batch_size} is not divisible by the {world} processes')
+    targs.task, targs.init, targs.norm, targs.schedule_name = args.task, args.init, args.norm, args.schedule
+    targs.scale, targs.max_size, targs.mask, targs.mean, targs.std = args.scale, args.max_size, args.mask, args.mean, args.std
+    targs.train_images, targs.fpn_channels, targs.rois_per_image = len(train_recs), args.fpn_channels, args.rois_per_image
+    targs.anchor_sizes, targs.test_proposals = args.anchor_sizes, args.test_proposals
+    args_dict = engine.resolved(vars(targs))
+    engine.check_run_dir(out, args_dict, ignore=train.RESUME_MAY_CHANGE)
+    metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
+    if os.path.exists(metrics_path):
+        return out, engine.read_json(metrics_path, fix='delete it and run the same command: the final checkpoint is tested again')
+    ckpt, ckpt_from = engine.load_latest_checkpoint(ckpt_path, targs.keep, ('model', 'optimizer', 'step', 'loader', 'rng'))
+    if ckpt is not None and len(ckpt['loader']) != world:
+        raise UserError(f'{ckpt_from} was written by {len(ckpt["loader"])} processes; resume it with as many, not {world}')
+
+    torch.manual_seed(targs.seed)  # every process draws the same initial weights
+    model, frozen_norms = fpn_detector(args.arch, len(categories), args.norm, args.mask, init, args.fpn_channels,
+                                       args.rois_per_image, tuple(args.anchor_sizes), args.test_proposals)
+    if args.norm == 'syncbn' and world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    raw_model = model
+    optimizer = engine.sgd(model, targs.lr, targs.momentum, targs.wd, wd_norm=targs.wd_norm)
+    amp, amp_dtype, scaler = engine.amp_setup(targs.amp, device)
+    if ckpt is not None:
+        engine.load_state(raw_model, ckpt['model'], ckpt_from)
+        optimizer.load_state_dict(ckpt['optimizer'])
+        scaler.load_state_dict(ckpt['scaler'])
+        engine.set_rng_state(ckpt['rng'][rank])
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
+    dev_id = device.index if device.type == 'cuda' else None
+    kw = dict(mean=args.mean, std=args.std, shard_id=rank, num_shards=world)
+    train_loader = detection_loader(root, train_recs, targs.batch_size // world, True, args.scale, args.max_size, targs.workers,
+                                    dev_id, targs.seed, checkpoint=ckpt['loader'][rank] if ckpt else None, **kw)
+    test_loader = detection_loader(root, test_recs, 1, False, args.scale, args.max_size, targs.workers, dev_id, targs.seed, **kw)
+    test_set = args.test_set or 'val2017'
+    ann_file = coco_paths(root, test_set)[0]
+
+    if rank == 0:
+        sha = engine.start_run_dir(out, args_dict)
+        engine.print_args(args_dict, sha)
+        params = list(raw_model.parameters())
+        print(f'coco: {"Mask" if args.mask else "Faster"} R-CNN, {args.arch}-FPN, {args.norm}, init {args.init}; '
+              f'{len(categories)} categories, {len(train_recs)} train / {len(test_recs)} {test_set} images; schedule '
+              f'{args.schedule}: {targs.iters} iterations at batch {targs.batch_size} ({world} process(es)), lr {targs.lr:g} '
+              f'x0.1 at {targs.lr_steps}, warm-up {targs.warmup}, evaluation every {targs.eval_every}; {amp} autocast; '
+              f'trainable parameters {sum(p.numel() for p in params if p.requires_grad)} of {sum(p.numel() for p in params)}')
+        if ckpt is not None:
+            print(f'resuming from {ckpt_from} at iteration {ckpt["step"]}')
+
+    def loss_of(batch):
+        images, boxes, info, idx, flips = batch
+        targets = coco_targets(train_recs, idx, flips, boxes, info, args.mask, device)
+        return sum(model(images.to(device, non_blocking=True), info[:, :2], targets).values())
+
+    def validate():
+        raw_model.eval()
+        found = []
+        with torch.no_grad():
+            for images, _, info, idx, _ in tqdm(test_loader, desc='test', leave=False, disable=rank or not sys.stderr.isatty()):
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+                    detections = raw_model(images.to(device), info[:, :2])
+                found += coco_results(detections, test_recs, idx, info, categories)
+        found = [d for part in engine.all_gather_object(found, world) for d in part]
+        m = {}
+        if rank == 0:
+            m = coco_ap(ann_file, found, [r['id'] for r in test_recs], ('bbox', 'segm') if args.mask else ('bbox',))
+            m['n'] = len(test_recs)
+        m = engine.all_gather_object(m, world)[0]
+        return m, (f'{test_set} box AP {m["bbox/AP"]:.1f} (AP50 {m["bbox/AP50"]:.1f}, AP75 {m["bbox/AP75"]:.1f})'
+                   + (f', mask AP {m["segm/AP"]:.1f}' if args.mask else '') + f' ({m["n"]} images)')
+
+    def train_mode():
+        model.train()
+        for m in frozen_norms:  # frozen BN (the pre-trained baseline) keeps its statistics
+            m.eval()
+
+    step, epoch, metrics = train.fit(targs, model, raw_model, optimizer, scaler, train_loader, loss_of, validate, train_mode,
+                                     ckpt, targs.iters, targs.lr_steps, targs.warmup, device, amp_dtype, rank, world)
+    result = {'step': step, 'epoch': epoch, **{f'test_{k}': v for k, v in metrics.items()}}
+    if rank == 0:
+        engine.write_atomic(metrics_path, json.dumps(result, sort_keys=True) + '\n')
+        print(f'done: {test_set} box AP {metrics["bbox/AP"]:.1f}' + (f', mask AP {metrics["segm/AP"]:.1f}' if args.mask else ''))
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return out, result if rank == 0 else None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -978,12 +1219,22 @@ def main(args, rest):
     args.recipe = args.recipe or ('kornblith' if args.task in KORNBLITH_SETS else 'huh')
     if args.mode == 'linear':
         args.lambdas = args.lambdas or KORNBLITH_LAMBDAS
+    if args.task != 'coco':
+        if args.schedule:  # train.py's --schedule (step, cosine, constant)
+            rest = rest + ['--schedule', args.schedule]
+        for k in ('det_norm', 'train_images', 'train_fraction', 'coco'):
+            if getattr(args, k) is not None:
+                raise UserError(f'--{"norm" if k == "det_norm" else k.replace("_", "-")} is a coco flag, not one of {args.task}')
+        if args.task in ('voc07', 'voc12-action'):
+            args.scale, args.max_size = args.scale or 600, args.max_size or 1000
+    if args.train_images and args.train_fraction:
+        raise UserError('give --train-images or --train-fraction, not both')
     if rest and not (args.task in CLASSIFICATION and args.mode in ('finetune', 'last')
-                     or args.task in ('voc07', 'voc12-action')):
+                     or args.task in ('voc07', 'voc12-action', 'coco')):
         raise UserError(f'unrecognized arguments: {" ".join(rest)} (train.py flags apply to the finetune and last modes only)')
     args.train_flags = train_flags(rest)
-    if args.task in ('voc07', 'voc12-action'):
-        out, result = region_task(args, rest)
+    if args.task in ('voc07', 'voc12-action', 'coco'):
+        out, result = (coco_task if args.task == 'coco' else region_task)(args, rest)
         if result is None:  # finished before: its transfer.json stands as written
             return
         return finish(out, args, result, record_args=False)

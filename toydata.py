@@ -29,6 +29,10 @@ ImageSets/), for datasets.read_voc_detection and read_voc_actions:
   phone, a book. The box is the tight box of the person's figure (head, body, limbs) without the prop: VOC boxes
   the person only.
 
+`OUT/COCO/` is a toy COCO 2017 (He et al. 2019) in the official layout (train2017/, val2017/,
+annotations/instances_*.json): the toy VOC 2007 scenes with each object's polygons, COCO's category ids, and a few
+crowd regions in RLE; 120 train and 40 val images by default (--coco-train, --coco-val).
+
 `OUT/transfer/<name>/` holds a miniature of each of Kornblith et al. 2019's transfer sets in its official layout
 (datasets.TRANSFER_SETS, datasets.read_transfer): food101, cifar10 and cifar100 (real pickled batches, 32 x 32),
 birdsnap (two listed images missing, as after get_birdsnap.py), cars and flowers102 (.mat files), aircraft, dtd,
@@ -411,6 +415,75 @@ def write_voc07(out, n_trainval, n_test, seed):
                          [f'{i} {present[i].get(c, -1):2d}' for i in ids])
     return {k: len(v) for k, v in sets.items()}
 
+
+
+# Toy COCO (He et al. 2019): the toy VOC 2007 scenes, annotated as COCO's instances files are. The classes keep the
+# ids and names COCO gives them (car is 3, potted plant 64...), so a category id is not its position; each object's
+# visible pixels are its polygons (OpenCV's outer contours), and about one object in 20 is a crowd region in
+# uncompressed RLE, as COCO's crowds are.
+COCO_CATEGORIES = {'bird': (16, 'bird', 'animal'), 'boat': (9, 'boat', 'vehicle'), 'bus': (6, 'bus', 'vehicle'),
+                   'car': (3, 'car', 'vehicle'), 'cat': (17, 'cat', 'animal'), 'dog': (18, 'dog', 'animal'),
+                   'pottedplant': (64, 'potted plant', 'furniture')}
+COCO_CROWD = 0.05
+
+
+def _mask_polygons(mask):
+    """COCO polygons [[x1, y1, ...], ...] of a mask's outer contours (pixel centres + 0.5: COCO's continuous frame)."""
+    import cv2  # opencv-contrib-python-headless, in requirements.txt for R*CNN's Selective Search
+    contours, _ = cv2.findContours((np.asarray(mask) > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [[round(float(v) + 0.5, 2) for v in c.reshape(-1)] for c in contours if len(c) >= 3]
+
+
+def _uncompressed_rle(mask):
+    """COCO's uncompressed RLE of a mask: run lengths over the column-major pixels, starting with a run of zeros."""
+    flat = (np.asarray(mask) > 127).T.reshape(-1)
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    runs = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    return {'counts': ([0] + runs) if flat[0] else runs, 'size': [mask.size[1], mask.size[0]]}
+
+
+def write_coco(out, n_train, n_val, seed):
+    """OUT/COCO/{train2017,val2017}/<12-digit id>.jpg and OUT/COCO/annotations/instances_{train2017,val2017}.json:
+    toy VOC 2007 scenes (draw_voc07), each object an annotation with its COCO category id, polygons, area and bbox
+    [x, y, w, h] of the polygons (of the pixels for a crowd), and iscrowd. Image ids are 1.. in train and 100001.. in val. Returns {split: (images,
+    annotations)}."""
+    from pycocotools import mask as mask_utils
+    root = os.path.join(out, 'COCO')
+    categories = [{'id': i, 'name': n, 'supercategory': s} for i, n, s in sorted(COCO_CATEGORIES.values())]
+    counts, ann_id = {}, 1
+    for split, n, first in (('train2017', n_train, 1), ('val2017', n_val, 100001)):
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        images, annotations = [], []
+        for i in range(n):
+            rng = random.Random(f'{seed}/coco/{split}/{i}')
+            img, objects = draw_voc07(rng)
+            image_id = first + i
+            name = f'{image_id:012d}.jpg'
+            img.save(os.path.join(root, split, name), quality=rng.randint(75, 95))
+            images.append({'id': image_id, 'file_name': name, 'width': img.size[0], 'height': img.size[1], 'license': 1})
+            for o in objects:
+                crowd = rng.random() < COCO_CROWD
+                if crowd:  # the pixels themselves: area and box of the mask (1-based inclusive -> [x, y, w, h])
+                    x1, y1, x2, y2 = o['box']
+                    seg, area, bbox = _uncompressed_rle(o['mask']), float(o['mask'].histogram()[255]), [x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1]
+                else:  # as COCO's: the box of the polygons' points, the area of the polygons (pycocotools)
+                    seg = _mask_polygons(o['mask'])
+                    if not seg:
+                        continue  # slivers with no contour of 3 points
+                    xy = np.concatenate([np.reshape(p, (-1, 2)) for p in seg])
+                    (x1, y1), (x2, y2) = xy.min(0), xy.max(0)
+                    bbox = [round(float(v), 2) for v in (x1, y1, x2 - x1, y2 - y1)]
+                    area = float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(seg, img.size[1], img.size[0]))))
+                annotations.append({'id': ann_id, 'image_id': image_id, 'category_id': COCO_CATEGORIES[o['name']][0],
+                                    'segmentation': seg, 'area': area, 'iscrowd': int(crowd), 'bbox': bbox})
+                ann_id += 1
+        os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
+        with open(os.path.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
+            json.dump({'info': {'description': 'wmig toy COCO (toydata.py)', 'version': '1.0', 'year': 2017},
+                       'licenses': [{'id': 1, 'name': 'CC0', 'url': ''}], 'images': images,
+                       'annotations': annotations, 'categories': categories}, f)
+        counts[split] = (len(images), len(annotations))
+    return counts
 
 # Toy VOC 2012 actions: a person is a stick figure (head, torso, two-segment limbs) whose pose tells the action, with
 # a prop for the actions that have one, drawn in a toy ImageNet family so that pre-trained features help with it
@@ -913,6 +986,8 @@ def get_args_parser():
     p.add_argument('--voc07-test', type=ranged(int, 0), default=200, help='toy VOC 2007 test images')
     p.add_argument('--voc12-per-action', type=ranged(int, 0), default=20,
                    help='toy VOC 2012 persons of each action in train and in val (0: no toy VOC 2012)')
+    p.add_argument('--coco-train', type=ranged(int, 0), default=120, help='toy COCO train2017 images (0 with --coco-val 0: no toy COCO)')
+    p.add_argument('--coco-val', type=ranged(int, 0), default=40, help='toy COCO val2017 images')
     p.add_argument('--transfer-per-class', type=ranged(int, 0), default=6,
                    help='toy transfer-set images per class in each split, under OUT/transfer/ (0: none)')
     p.add_argument('--seed', type=ranged(int, 0), default=0)
@@ -928,7 +1003,7 @@ def main(args):
         sys.exit(f'error: --sun-train + --sun-test ({args.sun_train + args.sun_test}) exceed --sun-per-class {args.sun_per_class}')
     if min(args.places_train, args.places_val) < 0:
         sys.exit('error: --places-train and --places-val must be >= 0')
-    for split in ('train', 'val', 'SUN397', 'VOCdevkit', 'Places365', 'transfer'):
+    for split in ('train', 'val', 'SUN397', 'VOCdevkit', 'Places365', 'COCO', 'transfer'):
         if os.path.isdir(os.path.join(args.out, split)) and os.listdir(os.path.join(args.out, split)):
             sys.exit(f'error: {os.path.join(args.out, split)} already holds files; remove it or pick another --out')
     with open(os.path.join(HERE, 'meta', 'ilsvrc2012_classes.tsv')) as f:
@@ -952,6 +1027,10 @@ def main(args):
         n, persons = write_voc12(args.out, args.voc12_per_action, args.seed)
         print(f'wrote a toy VOC 2012 action set of {n["train"]} train + {n["val"]} val images, {persons} persons '
               f'({args.voc12_per_action} of each action in each set), to {args.out}/VOCdevkit/VOC2012')
+    if args.coco_train or args.coco_val:
+        n = write_coco(args.out, args.coco_train, args.coco_val, args.seed)
+        print(f'wrote a toy COCO of {n["train2017"][0]} train2017 + {n["val2017"][0]} val2017 images '
+              f'({n["train2017"][1]} + {n["val2017"][1]} objects, {len(COCO_CATEGORIES)} categories) to {args.out}/COCO')
     if args.transfer_per_class:
         sets = write_transfer_sets(args.out, args.seed, args.transfer_per_class)
         print(f'wrote toy transfer sets ({args.transfer_per_class} images per class and split) to {args.out}/transfer: '

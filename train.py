@@ -241,9 +241,7 @@ def main(args):
             p.requires_grad_(name.startswith(raw_model.head_name + '.'))
     optimizer = engine.sgd(model, args.lr, args.momentum, args.wd, caffe_bias=args.arch == 'alexnet',
                            head_lr_mult=args.head_lr_mult, wd_norm=args.wd_norm, nesterov=args.nesterov)
-    amp = {'auto': 'bf16' if device.type == 'cuda' else 'fp32'}.get(args.amp, args.amp)
-    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[amp]
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    amp, amp_dtype, scaler = engine.amp_setup(args.amp, device)
     if ckpt is not None:
         engine.load_state(raw_model, ckpt['model'], ckpt_from)
         optimizer.load_state_dict(ckpt['optimizer'])

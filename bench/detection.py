@@ -151,7 +151,7 @@ def build(kind, setting, device):
 def step(kind, model, optimizer, batch, records, train, device, amp_dtype):
     """One training iteration as train.fit + finetune.region_task's loss_of, or one test forward as test_regions.
     Returns what test-time produced (detections per image, or action scores)."""
-    images, boxes, info, idx = batch
+    images, boxes, info, idx, _ = batch
     images, boxes = images.to(device, non_blocking=True), [b.to(device) for b in boxes]
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32), \
             torch.set_grad_enabled(train):

@@ -215,3 +215,35 @@ def transfer_metrics(scores, labels):
     correct, total = per_class_counts(scores.argmax(1), labels, scores.shape[1])
     return {'top1': 100 * top1.item() / len(labels), 'top5': 100 * top5.item() / len(labels),
             'mean_class_acc': mean_class_accuracy(correct, total), 'n': len(labels)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# COCO detection and instance segmentation AP: pycocotools' COCOeval, the measure He et al. 2019 report
+
+COCO_STATS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')  # COCOeval.stats[0:6]
+
+
+def coco_ap(ann_file, results, image_ids, iou_types=('bbox', 'segm')):
+    """{'bbox/AP': ..., 'bbox/AP50', ..., 'segm/APl'} in percent, by pycocotools' COCOeval over `image_ids` of the
+    instances file `ann_file`. results: COCO's result format, [{'image_id', 'category_id', 'score', 'bbox' [x, y, w,
+    h] (, 'segmentation': RLE)}]. No detection at all scores 0 (COCO.loadRes refuses an empty list)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    if not results:
+        return {f'{t}/{k}': 0.0 for t in iou_types for k in COCO_STATS}
+    out = {}
+    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its progress and its table
+        gt = COCO(ann_file)
+        dt = gt.loadRes(results)
+        for t in iou_types:
+            e = COCOeval(gt, dt, t)
+            e.params.imgIds = sorted(image_ids)
+            e.evaluate()
+            e.accumulate()
+            e.summarize()
+            # -1 where no ground truth falls in a size range: nan, as detection_ap's class without ground truth
+            out.update({f'{t}/{k}': (100 * float(v) if v >= 0 else float('nan')) for k, v in zip(COCO_STATS, e.stats)})
+    return out

@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps  # noqa: E402
 # The paper's order; other plans (your ablations) follow by name.
 ORDER = ['fig1_images_per_class', 'fig2_num_classes', 'table1_topdown127', 'table2_classes_vs_images',
          'table3_pascal_removed', 'fig4_induction', 'fig5_nn_grid', 'fig6_coarse_fine', 'fig8_fig9_splits',
-         'rethinking_scratch', 'kornblith']
+         'rethinking_scratch', 'rethinking_coco', 'kornblith']
 COLOURS = {'fine': (40, 170, 60), 'coarse': (245, 150, 20), 'wrong': (215, 40, 40), 'query': (60, 60, 60)}
 # args.json keys shown in the HParams summary and the run table (the rest is bookkeeping)
 HPARAMS = ('arch', 'subset', 'seed', 'iters', 'epochs', 'batch_size', 'lr', 'width', 'dropout', 'norm',
@@ -171,7 +171,7 @@ def md_table(header, rows):
 
 
 def plan_table(plan, table):
-    header, cols = ['pre-training' if plan['layout'] != 'curve' else (plan['xlabel'] or '')], []
+    header, cols = [{'curve': plan['xlabel'] or '', 'det_curves': 'setting'}.get(plan['layout'], 'pre-training')], []
     for col in plan['columns']:
         header.append(f'{col["title"]}: ours')  # "not run" where we cannot run it yet: the gap stays visible
         cols.append((col, 'ours'))
@@ -234,6 +234,64 @@ def plot_curves(plan, table, xs, path):
         ax.set_xticks(x, [fmt_number(v) for v in x])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
+    fig.suptitle(plan['title'], fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def read_curve(tree, run, key):
+    """[(iteration, value)] of one measure a run logged at each test (its log.jsonl, 'val/<key>')."""
+    out = []
+    try:
+        with open(os.path.join(tree, run, 'log.jsonl')) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a kill: the rest stands
+                if isinstance(rec, dict) and isinstance(rec.get(f'val/{key}'), (int, float)):
+                    out.append((rec.get('step'), rec[f'val/{key}']))
+    except OSError:
+        return []
+    return sorted((s, v) for s, v in out if isinstance(s, int))
+
+
+def plot_det_curves(tree, plan, path):
+    """He et al. 2019's Fig. 1 and 5 for each row of a det_curves plan (its first seed): box AP (solid) and mask AP
+    (dashed) against iterations, from scratch and pre-trained; the paper's final box AP as dotted lines."""
+    panels = []
+    for label in labels_in_order(plan):
+        rows = [r for r in plan['rows'] if r['label'] == label]
+        if not rows:
+            continue
+        lines = []
+        for col in plan['columns']:
+            run = rows[0]['runs'].get(col['key'])
+            metric = col['metric'].removeprefix('test_')
+            pts = read_curve(tree, run, metric) if run else []
+            if pts:
+                lines.append((col, pts))
+        if lines:
+            panels.append((label, rows[0]['paper_as'] or label, lines))
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.0, 3.6 * len(panels)), 3.4), squeeze=False)
+    for ax, (label, paper_label, lines) in zip(axes[0], panels):
+        for col, pts in lines:
+            init = col['key'].split('/')[0]
+            colour = 'C0' if init == 'scratch' else 'C1'
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker='o', markersize=3, color=colour,
+                    linestyle='-' if col['key'].endswith('/box') else '--', label=col['title'])
+            paper = col['paper'].get(paper_label)
+            if paper is not None and col['key'].endswith('/box'):
+                ax.axhline(paper, color=colour, linestyle=':', linewidth=1)
+        ax.set_title(label + ('' if paper_label == label else f' (paper: {paper_label}, dotted)'), fontsize=9)
+        ax.set_xlabel(plan.get('xlabel') or 'iterations', fontsize=9)
+        ax.set_ylabel('AP', fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
     fig.suptitle(plan['title'], fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -561,6 +619,8 @@ def report(tree, out, hparams=True):
         md += [text, '']
         md += [f'- {n}' for n in notes + ([plan['note']] if plan.get('note') else [])] + ([''] if notes or plan.get('note') else [])
         if plan['layout'] == 'curve' and plot_curves(plan, table, xs, os.path.join(out, png)):
+            md += [f'![{plan["title"]}]({png})', '']
+        if plan['layout'] == 'det_curves' and plot_det_curves(tree, plan, os.path.join(out, png)):
             md += [f'![{plan["title"]}]({png})', '']
         ex = plan.get('extras', {})
         for i, (label, run) in enumerate(ex.get('nn_grid', [])):

@@ -127,7 +127,7 @@ VOC_HOURS = {'detection': 1.92, 'action': 0.36}
 # bookkeeping ones: never a conflict of configuration.
 MAY_CHANGE = {'workers', 'log_every', 'eval_every', 'save_every', 'data_root', 'compile', 'eval_batch_size'}
 # path flags of scripts' own (add_args), made absolute like --data-root when a script runs from elsewhere
-PATH_FLAGS = ('transfer_root', 'published')
+PATH_FLAGS = ('transfer_root', 'published', 'coco')
 
 
 LEVEL = {'index': 0, 'scan': 1, 'subset': 2, 'pretrain': 3, 'transfer': 4, 'analysis': 4}

@@ -37,4 +37,4 @@ if __name__ == '__main__':
         unknown = sorted(set(only) - set(NAMES))
         if unknown:
             sys.exit(f'error: --only {unknown[0]}: not one of {", ".join(NAMES)}')
-    common.main(*[m.plan for m in SCRIPTS if m.__name__ in only], doc=__doc__, argv=argv)
+    common.main(*[fn for m in SCRIPTS if m.__name__ in only for fn in getattr(m, 'PLANS', (m.plan,))], doc=__doc__, argv=argv)

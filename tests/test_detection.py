@@ -24,7 +24,7 @@ from detection import (BOX_STDS, OTHER, RPN, RSTAR, FasterRCNN, RStarCNN, action
                        encode, generate_anchors, grid_regions, sample_rstar, selective_search, smooth_l1)
 from datasets import VOC_ACTIONS, VOC_CLASSES, read_voc_actions, read_voc_detection
 from eval.metrics import label_ap, detection_ap, mean_ap
-from test_train import run_here
+from conftest import run_here
 
 # A small toy VOCdevkit: 100 VOC 2007 trainval + 60 test scenes, 10 persons per action in VOC 2012 train and val,
 # and the least of the rest (the ImageNet part must have an image per class; no SUN397).
@@ -134,16 +134,17 @@ def test_detection_loader(tmp_path):
     loader = detection_loader(str(tmp_path), recs, 1, True, scale=192, max_size=320, num_threads=2, seed=0)
     stream, flips = [], []
     for _ in range(4):
-        for images, boxes, info, idx in loader:
+        for images, boxes, info, idx, flip in loader:
             assert images.shape[:2] == (1, 3) and info.shape == (1, 3) and len(boxes) == 1
             flips.append(check_sample(images[0], boxes[0], info[0], idx[0]))
+            assert flips[-1] == flip[0]  # the loader says which samples it mirrored
             stream.append((idx, images, boxes[0]))
     assert loader.state() == 12 and sorted(i for i, _, _ in stream[:3]) == [[0], [1], [2]]
     assert 0 < sum(flips) < len(flips), flips  # both mirrored and plain samples
 
     # exact resume: a loader built from state 4 yields batches 4, 5, 6 of the uninterrupted stream
     resumed = detection_loader(str(tmp_path), recs, 1, True, scale=192, max_size=320, num_threads=2, seed=0, checkpoint=4)
-    for k, (images, boxes, info, idx) in enumerate(resumed, 4):
+    for k, (images, boxes, info, idx, _) in enumerate(resumed, 4):
         assert idx == stream[k][0]
         assert torch.equal(images, stream[k][1]) and torch.equal(boxes[0], stream[k][2])
     assert resumed.state() == 7
@@ -152,7 +153,7 @@ def test_detection_loader(tmp_path):
     loader = detection_loader(str(tmp_path), recs, 2, False, scale=192, max_size=320, num_threads=2)
     batches = list(loader)
     assert [b[3] for b in batches] == [[0, 1], [2]]
-    images, boxes, info, idx = batches[0]
+    images, boxes, info, idx, _ = batches[0]
     assert images.shape == (2, 3, int(info[:, 0].max()), int(info[:, 1].max())) == (2, 3, 320, 256)
     for i in range(2):
         assert not check_sample(images[i], boxes[i], info[i], idx[i])

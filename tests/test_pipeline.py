@@ -105,7 +105,7 @@ def test_caffe_warp_and_input_scale(toy):
 
 def test_prepared_copy_feeds_the_pipeline_the_same_images(toy, tmp_path):
     from conftest import TINY, run
-    from test_train import run_here
+    from conftest import run_here
     manifest, copy = os.path.join(toy['subset'], 'val.txt'), tmp_path / 'copy'
     rels = [p for p, _ in read_manifest(manifest)]
     prepare = ['data_dali.py', 'prepare', toy['index'], '--out', str(copy), '--shorter', '108', '--workers', '2']

@@ -18,7 +18,7 @@ from datasets import read_manifest, read_sun397
 import engine
 from engine import UserError
 from models import get_model
-from test_train import run_here
+from conftest import run_here
 
 EXTRA = ['--batch-size', '32', '--lr', '0.02', '--iters', '40', '--lr-steps', '30', '--save-every', '10',
          '--log-every', '2', '--eval-every', '40', '--seed', '5']
