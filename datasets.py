@@ -960,8 +960,9 @@ def read_coco(root, split):
     return records, categories
 
 
-def coco_subset(records, n, seed):
-    """A seeded draw of n of the records, in their order (He et al. 2019's 1K-, 10K- and 35K-image ablations)."""
+def seeded_subset(records, n, seed):
+    """A seeded draw of n of the training records, in their order (He et al. 2019's 1K-, 10K- and 35K-image
+    ablations)."""
     if n > len(records):
         raise UserError(f'--train-images {n} is larger than the {len(records)} training images (with objects) of the set')
     keep = set(random.Random(f'{seed}/coco-subset').sample(range(len(records)), n))

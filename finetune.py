@@ -49,7 +49,7 @@ from tqdm import tqdm
 import engine
 import train
 from data_dali import classification_loader, detection_loader
-from datasets import (IMAGE_EXTS, TRANSFER_SETS, VOC_ACTIONS, VOC_CLASSES, coco_paths, coco_subset, read_coco,
+from datasets import (IMAGE_EXTS, TRANSFER_SETS, VOC_ACTIONS, VOC_CLASSES, coco_paths, seeded_subset, read_coco,
                       read_manifest, read_sun397, read_transfer, read_tsv, read_voc_actions, read_voc_detection)
 from detection import (FPN_NORMS, FasterRCNN, RStarCNN, action_labels, fpn_detector, freeze, generate_anchors,
                        grid_regions, opencv_selective_search, selective_search, split_classifier)
@@ -166,6 +166,9 @@ def get_args_parser():
                      help='anchor sizes in units of the 16 px stride: 128, 256, 512 px (py-faster-rcnn)')
     coco = p.add_argument_group('coco (He et al. 2019: Mask R-CNN, ResNet-FPN; --train-set / --test-set default to '
                                 'train2017 / val2017)')
+    coco.add_argument('--detector', default=None, choices=('fpn',),
+                      help='voc07: fpn runs He et al. 2019\'s Faster R-CNN with the FPN (the flags of this group) instead '
+                           'of py-faster-rcnn (Huh et al. 2016, the default)')
     coco.add_argument('--coco', default=None, help='the COCO folder: train2017/, val2017/, annotations/instances_*.json')
     coco.add_argument('--norm', dest='det_norm', default=None, choices=FPN_NORMS,
                       help='normalisation of backbone, FPN and heads: gn (GroupNorm), syncbn (BatchNorm synchronised '
@@ -844,6 +847,8 @@ DET_BATCH, DET_LR, DET_ITERS = 16, 0.02, 90000
 DET_RECIPE = ['--momentum', '0.9', '--wd', '1e-4', '--save-every', '2000', '--log-every', '20']
 DET_WARMUP = 500
 DET_CURVE = 4  # evaluations per 90K iterations: the points of the AP-against-iterations curves (Fig. 1, 5)
+# VOC (He et al. 2019 §5): pre-trained, 18K iterations at batch 16 (0.2x); from scratch they report 144K (1.6x)
+VOC_FPN_SCHEDULE = '0.2x'
 
 
 def det_schedule(name, batch):
@@ -912,7 +917,7 @@ def coco_results(detections, records, idx, info, categories):
 
 def coco_data(args):
     """(COCO root, categories, train records, test records), checked before anything is written. Training keeps
-    the images with objects (Detectron's and torchvision's filter), then --train-images / --train-fraction of them."""
+    the images with objects (Detectron's and torchvision's filter)."""
     if not args.coco:
         raise UserError('coco needs --coco (the folder holding train2017/, val2017/ and annotations/)')
     if not os.path.isdir(args.coco):
@@ -925,16 +930,24 @@ def coco_data(args):
     train_recs = [r for r in train_recs if len(r['boxes'])]
     if not train_recs or not test_recs:
         raise UserError(f'{args.coco}: {"no " + train_set + " image has an object" if not train_recs else test_set + " lists no images"}')
-    n = args.train_images or (round(args.train_fraction * len(train_recs)) if args.train_fraction else None)
-    if n is not None:
-        train_recs = coco_subset(train_recs, max(1, n), args.seed)
     return args.coco, categories, train_recs, test_recs
 
 
-def coco_task(args, rest):
-    """Train torchvision's Mask R-CNN (Faster R-CNN with --no-mask) with an FPN on COCO, from scratch or from the
-    --init weights, evaluating on the test set every --eval-every iterations: the AP-against-iterations curves."""
-    root, categories, train_recs, test_recs = coco_data(args)
+def fpn_task(args, rest):
+    """Train torchvision's Mask R-CNN (Faster R-CNN with --no-mask) with an FPN on COCO, or its Faster R-CNN on VOC
+    2007 (voc07 --detector fpn), from scratch or from the --init weights, testing every --eval-every iterations: the
+    AP-against-iterations curves. COCO is scored by COCOeval, VOC by the devkit's 11-point mAP."""
+    voc = args.task == 'voc07'
+    if voc:  # He et al. 2019 §5 (VOC): Faster R-CNN with the FPN, no masks; VOC's difficult objects left out as before
+        root, names, train_recs, test_recs = region_data(args)
+        categories = [{'id': k + 1, 'name': n} for k, n in enumerate(names)]
+        train_recs = [dict(r, labels=r['labels'] + 1) for r in train_recs]  # torchvision's 0 is the background
+        args.mask = False
+    else:
+        root, categories, train_recs, test_recs = coco_data(args)
+    n = args.train_images or (round(args.train_fraction * len(train_recs)) if args.train_fraction else None)
+    if n is not None:  # the images with objects, before anything is written
+        train_recs = seeded_subset(train_recs, max(1, n), args.seed)
     rank, world, local_rank, device = engine.init_distributed()
     net, src = network(args, 1)  # the --init weights and what they were made for (arch, input mean and std)
     init = None if args.init == 'scratch' else {k: v for k, v in net.state_dict().items() if not k.startswith(net.head_name + '.')}
@@ -943,8 +956,8 @@ def coco_task(args, rest):
         raise UserError(f'--norm {args.norm}: {args.init} has {src.get("norm", "bn")} layers (use '
                         f'{"gn" if src.get("norm") == "gn" else "frozen-bn or syncbn"}, or --init scratch)')
     args.scale, args.max_size = args.scale or 800, args.max_size or 1333
-    args.schedule = args.schedule or '1x'
-    out = args.out or default_out(args, f'coco-{args.norm}-{args.schedule}')
+    args.schedule = args.schedule or VOC_FPN_SCHEDULE if voc else args.schedule or '1x'
+    out = args.out or default_out(args, f'{args.task}-fpn-{args.norm}-{args.schedule}' if voc else f'coco-{args.norm}-{args.schedule}')
     engine.lock_run_dir(out)
     if finished(out, args):
         return out, None
@@ -994,14 +1007,14 @@ def coco_task(args, rest):
     train_loader = detection_loader(root, train_recs, targs.batch_size // world, True, args.scale, args.max_size, targs.workers,
                                     dev_id, targs.seed, checkpoint=ckpt['loader'][rank] if ckpt else None, **kw)
     test_loader = detection_loader(root, test_recs, 1, False, args.scale, args.max_size, targs.workers, dev_id, targs.seed, **kw)
-    test_set = args.test_set or 'val2017'
-    ann_file = coco_paths(root, test_set)[0]
+    test_set = args.test_set or ('test' if voc else 'val2017')
+    ann_file = None if voc else coco_paths(root, test_set)[0]
 
     if rank == 0:
         sha = engine.start_run_dir(out, args_dict)
         engine.print_args(args_dict, sha)
         params = list(raw_model.parameters())
-        print(f'coco: {"Mask" if args.mask else "Faster"} R-CNN, {args.arch}-FPN, {args.norm}, init {args.init}; '
+        print(f'{args.task}: {"Mask" if args.mask else "Faster"} R-CNN, {args.arch}-FPN, {args.norm}, init {args.init}; '
               f'{len(categories)} categories, {len(train_recs)} train / {len(test_recs)} {test_set} images; schedule '
               f'{args.schedule}: {targs.iters} iterations at batch {targs.batch_size} ({world} process(es)), lr {targs.lr:g} '
               f'x0.1 at {targs.lr_steps}, warm-up {targs.warmup}, evaluation every {targs.eval_every}; {amp} autocast; '
@@ -1021,13 +1034,25 @@ def coco_task(args, rest):
             for images, _, info, idx, _ in tqdm(test_loader, desc='test', leave=False, disable=rank or not sys.stderr.isatty()):
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
                     detections = raw_model(images.to(device), info[:, :2])
-                found += coco_results(detections, test_recs, idx, info, categories)
+                if voc:  # continuous pixels -> VOC's 1-based inclusive ones of the original image; 0-based classes
+                    found += [(i, d['boxes'].float().cpu() / s + torch.tensor([1., 1., 0., 0.]), d['scores'].float().cpu(),
+                               d['labels'].cpu() - 1) for d, i, s in zip(detections, idx, info[:, 2].tolist())]
+                else:
+                    found += coco_results(detections, test_recs, idx, info, categories)
         found = [d for part in engine.all_gather_object(found, world) for d in part]
         m = {}
-        if rank == 0:
+        if rank == 0 and voc:
+            per_image = [None] * len(test_recs)
+            for i, *det in found:
+                per_image[i] = det
+            ap, _ = detection_ap(per_image, [(r['boxes'], r['labels'], r['difficult']) for r in test_recs], len(names))
+            m = {'mAP': 100 * mean_ap(ap), 'n': len(test_recs), **{f'AP/{n}': 100 * a for n, a in zip(names, ap) if a == a}}
+        elif rank == 0:
             m = coco_ap(ann_file, found, [r['id'] for r in test_recs], ('bbox', 'segm') if args.mask else ('bbox',))
             m['n'] = len(test_recs)
         m = engine.all_gather_object(m, world)[0]
+        if voc:
+            return m, f'{test_set} mAP {m["mAP"]:.2f} (VOC07 11-point, {m["n"]} images)'
         return m, (f'{test_set} box AP {m["bbox/AP"]:.1f} (AP50 {m["bbox/AP50"]:.1f}, AP75 {m["bbox/AP75"]:.1f})'
                    + (f', mask AP {m["segm/AP"]:.1f}' if args.mask else '') + f' ({m["n"]} images)')
 
@@ -1041,7 +1066,8 @@ def coco_task(args, rest):
     result = {'step': step, 'epoch': epoch, **{f'test_{k}': v for k, v in metrics.items()}}
     if rank == 0:
         engine.write_atomic(metrics_path, json.dumps(result, sort_keys=True) + '\n')
-        print(f'done: {test_set} box AP {metrics["bbox/AP"]:.1f}' + (f', mask AP {metrics["segm/AP"]:.1f}' if args.mask else ''))
+        print(f'done: {test_set} mAP {metrics["mAP"]:.2f}' if voc else
+              f'done: {test_set} box AP {metrics["bbox/AP"]:.1f}' + (f', mask AP {metrics["segm/AP"]:.1f}' if args.mask else ''))
     if world > 1:
         torch.distributed.destroy_process_group()
     return out, result if rank == 0 else None
@@ -1219,12 +1245,16 @@ def main(args, rest):
     args.recipe = args.recipe or ('kornblith' if args.task in KORNBLITH_SETS else 'huh')
     if args.mode == 'linear':
         args.lambdas = args.lambdas or KORNBLITH_LAMBDAS
-    if args.task != 'coco':
+    fpn = args.task == 'coco' or args.detector == 'fpn'
+    if args.detector == 'fpn' and args.task not in ('coco', 'voc07'):
+        raise UserError(f'--detector fpn is for voc07 and coco, not {args.task}')
+    if not fpn:
         if args.schedule:  # train.py's --schedule (step, cosine, constant)
             rest = rest + ['--schedule', args.schedule]
         for k in ('det_norm', 'train_images', 'train_fraction', 'coco'):
             if getattr(args, k) is not None:
-                raise UserError(f'--{"norm" if k == "det_norm" else k.replace("_", "-")} is a coco flag, not one of {args.task}')
+                raise UserError(f'--{"norm" if k == "det_norm" else k.replace("_", "-")} is a flag of the FPN detector '
+                                f'(coco, voc07 --detector fpn), not of {args.task}')
         if args.task in ('voc07', 'voc12-action'):
             args.scale, args.max_size = args.scale or 600, args.max_size or 1000
     if args.train_images and args.train_fraction:
@@ -1234,7 +1264,8 @@ def main(args, rest):
         raise UserError(f'unrecognized arguments: {" ".join(rest)} (train.py flags apply to the finetune and last modes only)')
     args.train_flags = train_flags(rest)
     if args.task in ('voc07', 'voc12-action', 'coco'):
-        out, result = (coco_task if args.task == 'coco' else region_task)(args, rest)
+        fpn = args.task == 'coco' or args.detector == 'fpn'
+        out, result = (fpn_task if fpn else region_task)(args, rest)
         if result is None:  # finished before: its transfer.json stands as written
             return
         return finish(out, args, result, record_args=False)

@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps  # noqa: E402
 # The paper's order; other plans (your ablations) follow by name.
 ORDER = ['fig1_images_per_class', 'fig2_num_classes', 'table1_topdown127', 'table2_classes_vs_images',
          'table3_pascal_removed', 'fig4_induction', 'fig5_nn_grid', 'fig6_coarse_fine', 'fig8_fig9_splits',
-         'rethinking_scratch', 'rethinking_coco', 'kornblith']
+         'rethinking_scratch', 'rethinking_coco', 'rethinking_voc', 'kornblith']
 COLOURS = {'fine': (40, 170, 60), 'coarse': (245, 150, 20), 'wrong': (215, 40, 40), 'query': (60, 60, 60)}
 # args.json keys shown in the HParams summary and the run table (the rest is bookkeeping)
 HPARAMS = ('arch', 'subset', 'seed', 'iters', 'epochs', 'batch_size', 'lr', 'width', 'dropout', 'norm',

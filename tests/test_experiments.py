@@ -47,7 +47,8 @@ def test_emit_one_guarded_command_per_step(toy, tmp_path):
 
 
 def test_dry_run_prints_commands_and_gpu_hours(tmp_path):
-    huh = [n for n in paper.NAMES if n != 'kornblith']  # Kornblith et al.'s grid: test_kornblith_real_dry_run
+    # Kornblith et al.'s grid: test_kornblith_grid; He et al.'s detectors: test_rethinking_coco_grid
+    huh = [n for n in paper.NAMES if n not in ('kornblith', 'rethinking_scratch')]
     p = script('paper', '--data-root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'p'), '--dry-run', '--only', *huh)
     assert 'estimated:' in p.stdout and 'ASSUMED' in p.stdout and 'warning: the plan needs ImageNet train' in p.stdout
     hours = float(p.stdout.split('# estimated: ')[1].split()[0])
@@ -187,7 +188,7 @@ def fake_tree(tree, toy, seeds=(0, 1), unfinished=('sun397-s1-finetune-x3',)):
     """Every step of every plan 'finished' with made-up results in the real file formats, but for the
     transfers named in `unfinished` (left pending)."""
     c, steps = common.build(['--toy', '--data-root', toy['root'], '--index', toy['index'], '--out', str(tree),
-                             '--seeds', *map(str, seeds)], *[m.plan for m in paper.SCRIPTS])
+                             '--seeds', *map(str, seeds)], *[fn for m in paper.SCRIPTS for fn in getattr(m, 'PLANS', (m.plan,))])
     common.write_plans(c)
     full = os.path.join(toy['index'].rsplit('/', 1)[0], 'full')
     for s in steps:
@@ -206,7 +207,13 @@ def fake_tree(tree, toy, seeds=(0, 1), unfinished=('sun397-s1-finetune-x3',)):
             json.dump({'val_top1': score, 'step': 300}, open(s['done'], 'w'))
         elif not any(s['out'].endswith(u) for u in unfinished):
             json.dump({'task': 'x', 'init': 'x'}, open(os.path.join(s['out'], 'args.json'), 'w'))
-            voc = re.search(r'(voc07|voc12-action)-finetune$', s['out'])
+            voc = re.search(r'(voc07|voc12-action)-(finetune|fpn)', s['out'])
+            if '/coco-' in s['out']:  # He et al.'s detector: box and mask AP, and the curve of its tests in log.jsonl
+                with open(os.path.join(s['out'], 'log.jsonl'), 'w') as f:
+                    for k in (1, 2, 3):
+                        f.write(json.dumps({'step': 30 * k, 'val/bbox/AP': score / 4 * k, 'val/segm/AP': score / 5 * k}) + '\n')
+                json.dump({'task': 'coco', 'test_bbox/AP': score * 0.75, 'test_segm/AP': score * 0.6}, open(s['done'], 'w'))
+                continue
             json.dump({'task': voc[1], 'test_mAP': score - 10} if voc else
                       {'task': 'x', 'test_mean_class_acc': score, 'test_top1': score + 1, 'test_score': score, 'knn_top1': score - 1,
                        'knn_top5': score + 9, 'mean_difference': 3.5, 'coarse_classes': 4, 'fine_correct': 50.0,
@@ -232,7 +239,7 @@ def test_report_on_a_fixture_tree(toy, tmp_path):
     md_path = report.report(str(tree), out)
     md = open(md_path).read()
     for title in ('Fig. 1', 'Fig. 2', 'Table 1', 'Table 2', 'Table 3', 'Fig. 4', 'Fig. 5', 'Fig. 6', 'Figs. 8, 9',
-                  'He et al. 2019', 'Kornblith'):
+                  'He et al. 2019', 'He et al. 2019: COCO', 'He et al. 2019: VOC07', 'Kornblith'):
         assert f'## {title}' in md, title
     # the paper's numbers beside ours; Places is the paper's only
     for number in ('58.3', '57.0', '54.6', '57.8', '53.8'):
@@ -244,11 +251,14 @@ def test_report_on_a_fixture_tree(toy, tmp_path):
     fig1 = md.split('## Fig. 1')[1].split('## ')[0]
     assert '± 1.4 (n=2)' in fig1 and '15 (paper: 250)' in fig1
     assert 'pending (0/2)' in md.split('## He et al. 2019')[1]  # the unfinished 3x runs
+    coco = md.split('## He et al. 2019: COCO')[1].split('\n## ')[0]
+    assert '41.3' in coco and '12 images (paper: 1K images)' in coco and '3.5' in coco  # Table 1 and §5 beside ours
+    assert '82.7' in md.split('## He et al. 2019: VOC07')[1].split('\n## ')[0]
     kb = md.split('## Kornblith')[1].split('\n## ')[0]
     assert 'r (log odds vs top-1)' in kb and '### Regularisers' in kb and 'r, paper' in kb and '+0.99' in kb
     assert 'Every run' in md
     assert re.search(r'\| full-alexnet-s0/voc07-finetune \| voc07 \| finished \| test_mAP \d', md)  # VOC runs list their mAP
-    for png in ('fig1_images_per_class', 'fig2_num_classes', 'rethinking_scratch', 'kornblith', 'fig5_nn_grid_0',
+    for png in ('fig1_images_per_class', 'fig2_num_classes', 'rethinking_scratch', 'rethinking_coco', 'kornblith', 'fig5_nn_grid_0',
                 'fig6_coarse_fine', 'fig8_fig9_splits_collage'):
         assert os.path.getsize(os.path.join(out, f'{png}.png')) > 1000, png
         assert f'({png}.png)' in md
@@ -359,3 +369,16 @@ def test_kornblith_grid(tmp_path):
     pub.write_text('# arch\tweights\ttop-1\nresnet50\ttorchvision:IMAGENET1K_V1\t76.13\ndensenet121\tx.pth\n')
     p = script('kornblith', '--data-root', str(tmp_path), '--published', str(pub), '--dry-run', check=False)
     assert p.returncode == 2 and p.stderr.strip() == f'error: {pub} line 3: expected arch<TAB>weights<TAB>ImageNet top-1 (%), got \'densenet121\\tx.pth\''
+
+
+def test_rethinking_coco_grid(tmp_path):
+    """He et al.'s grid on real data: Table 1's schedules, less data, SyncBN and VOC, each with its GPU hours."""
+    p = script('rethinking_scratch', '--data-root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'p'), '--dry-run')
+    coco = [line for line in p.stdout.splitlines() if 'finetune.py coco' in line]
+    assert len(coco) == 2 * 5 + 2 * 2 + 1  # scratch and pre-trained at 2x-6x, 10K and 1K images; SyncBN
+    for flags in ('--schedule 6x', '--train-images 1000', '--norm syncbn', '--init scratch --arch resnet50 --norm gn'):
+        assert any(flags in line for line in coco), flags
+    assert sum('voc07 --detector fpn' in line for line in p.stdout.splitlines()) == 2
+    hours = float(p.stdout.split('# estimated: ')[1].split()[0])
+    assert 1000 < hours < 2000  # 51 lengths of 1x at the assumed 26 GPU-hours each, and 2 pre-trainings
+    assert not os.path.exists(tmp_path / 'p')
