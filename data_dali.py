@@ -216,9 +216,10 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
 
 
 @pipeline_def
-def _detection_pipeline(source, decoder_device, scale, max_size, mean, std):
-    jpegs, boxes, flip = fn.external_source(source=source, num_outputs=3, batch=True, batch_info=True,
-                                            dtype=[types.UINT8, types.FLOAT, types.INT32])
+def _detection_pipeline(source, decoder_device, max_size, mean, std):
+    # scale: each image's shorter side, from the source (one value, or a draw per image for multi-scale training)
+    jpegs, boxes, flip, scale = fn.external_source(source=source, num_outputs=4, batch=True, batch_info=True,
+                                                   dtype=[types.UINT8, types.FLOAT, types.INT32, types.FLOAT])
     dev = 'gpu' if decoder_device == 'mixed' else 'cpu'
     shape = fn.peek_image_shape(jpegs, dtype=types.FLOAT)  # (H, W, C) from the header
     h, w = shape[0], shape[1]
@@ -244,12 +245,16 @@ class DetectionLoader:
     whether each was mirrored (1) or not (0): what a target drawn apart from the boxes, a mask, needs.
 
     The order is a pure function of (seed, epoch): a permutation of all records per epoch, this shard taking
-    every num_shards-th, and a mirror coin per image. So state() is just the number of batches consumed, and a
+    every num_shards-th, a mirror coin per image, and with several training scales (Detectron's multi-scale
+    training) a draw of one per image. So state() is just the number of batches consumed, and a
     resumed run sees the same batches as an uninterrupted one."""
 
     def __init__(self, root, records, batch_size, train, scale, max_size, num_threads, device_id, seed, shard_id,
                  num_shards, consumed=0, mean=None, std=None):
         self.root, self.records, self.batch_size, self.train, self.seed = root, records, batch_size, train, seed
+        self.scales = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,)
+        if not train and len(self.scales) > 1:
+            raise ValueError('testing takes one scale')
         self.shard_id, self.num_shards = shard_id, num_shards
         n = len(records) // num_shards if train else len(range(shard_id, len(records), num_shards))
         # training drops the ragged last batch (fixed batch size for the step); testing sees every image once
@@ -261,30 +266,32 @@ class DetectionLoader:
         self.start = self.consumed = consumed
         self.device = torch.device('cuda', device_id) if device_id is not None else None
         self.pipe = _detection_pipeline(source=self._source, decoder_device='cpu' if device_id is None else 'mixed',
-                                        scale=scale, max_size=max_size, batch_size=batch_size, num_threads=num_threads,
+                                        max_size=max_size, batch_size=batch_size, num_threads=num_threads,
                                         mean=MEAN if mean is None else [255 * m for m in mean],
                                         std=STD if std is None else [255 * v for v in std],
                                         device_id=device_id, seed=seed, prefetch_queue_depth=2)
         self.pipe.build()
 
     def _order(self, epoch):
-        """(record indices of this shard, mirror flags) for one epoch."""
+        """(record indices of this shard, mirror flags, shorter sides) for one epoch."""
         idx = list(range(len(self.records)))
-        flips = [0] * len(idx)
+        flips, scales = [0] * len(idx), [self.scales[0]] * len(idx)
         if self.train:  # py-faster-rcnn trains on every image and its mirror (TRAIN.USE_FLIPPED): a coin per image
             rng = random.Random(f'{self.seed}/{epoch}')
             rng.shuffle(idx)
             flips = [rng.randint(0, 1) for _ in idx]
-        return idx[self.shard_id::self.num_shards], flips[self.shard_id::self.num_shards]
+            if len(self.scales) > 1:  # drawn after the coins, so one scale keeps the order it always had
+                scales = [rng.choice(self.scales) for _ in idx]
+        sl = slice(self.shard_id, None, self.num_shards)
+        return idx[sl], flips[sl], scales[sl]
 
     def _batch(self, k):
         epoch, b = divmod(k, self.batches)
-        idx, flips = self._order(epoch)
         sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-        return idx[sl], flips[sl]
+        return tuple(x[sl] for x in self._order(epoch))
 
     def _source(self, info):
-        idx, flips = self._batch(self.start + info.iteration)
+        idx, flips, scales = self._batch(self.start + info.iteration)
         jpegs, boxes = [], []
         for i in idx:
             r = self.records[i]
@@ -296,14 +303,14 @@ class DetectionLoader:
             b = np.asarray(r['boxes'], dtype=np.float32).reshape(-1, 4)
             # VOC's 1-based inclusive pixels -> continuous coordinates [x1 - 1, x2) that scale and mirror exactly
             boxes.append(np.concatenate([b[:, :2] - 1, b[:, 2:]], 1))
-        return jpegs, boxes, [np.array(f, dtype=np.int32) for f in flips]
+        return jpegs, boxes, [np.array(f, dtype=np.int32) for f in flips], [np.array(s, dtype=np.float32) for s in scales]
 
     def __len__(self):
         return self.batches
 
     def __iter__(self):
         for _ in range(self.batches):
-            idx, flips = self._batch(self.consumed)
+            idx, flips, _ = self._batch(self.consumed)
             # on a decode error, its file is looked for among the batches in flight (this one and the prefetched);
             # a function, so the hot loop does not list them
             with dali_errors(self.root, lambda k=self.consumed: [os.path.join(self.root, self.records[i]['path'])
@@ -332,8 +339,9 @@ class DetectionLoader:
 def detection_loader(root, records, batch_size, train, scale=600, max_size=1000, num_threads=4, device_id=None,
                      seed=0, shard_id=0, num_shards=1, checkpoint=None, mean=None, std=None):
     """A loader over `records` (rows of datasets.read_voc_detection or read_voc_actions: 'path' relative to
-    `root`, 'boxes' in VOC's 1-based inclusive pixels). checkpoint: a previous loader's state(). mean, std: the
-    network's normalisation on the 0-1 scale (None: ImageNet's), so a detector sees what its backbone trained on."""
+    `root`, 'boxes' in VOC's 1-based inclusive pixels). scale: the shorter side, or for training a tuple of them, one
+    drawn per image. checkpoint: a previous loader's state(). mean, std: the network's normalisation on the 0-1 scale
+    (None: ImageNet's), so a detector sees what its backbone trained on."""
     if not records:
         raise UserError(f'no images to load from {root}')
     return DetectionLoader(root, records, batch_size, train, scale, max_size, num_threads, device_id, seed, shard_id,

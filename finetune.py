@@ -183,6 +183,9 @@ def get_args_parser():
                       help='train on a seeded draw of this share of the images (He et al.: 10%%)')
     coco.add_argument('--mask', action=argparse.BooleanOptionalAction, default=True,
                       help='Mask R-CNN (boxes and masks; --no-mask: Faster R-CNN)')
+    coco.add_argument('--train-scales', type=ranged(int, 1), nargs='+', default=None,
+                      help='multi-scale training: each training image\'s shorter side drawn from these (default: --scale '
+                           'alone, He et al.\'s baseline; their scale augmentation is 512-800, Detectron\'s 640-800)')
     coco.add_argument('--fpn-channels', type=ranged(int, 1), default=256, help='FPN and head width (Detectron: 256)')
     coco.add_argument('--rois-per-image', type=ranged(int, 1), default=512, help='RoIs sampled per image (Detectron: 512)')
     coco.add_argument('--test-proposals', type=ranged(int, 1), default=1000, help='RPN proposals per image at test time (Detectron: 1000)')
@@ -973,10 +976,12 @@ def fpn_task(args, rest):
             setattr(targs, k, v)
     if targs.batch_size % world:
         raise UserError(f'--batch-size {targs.batch_size} is not divisible by the {world} processes')
+    if args.norm == 'syncbn' and world > 1 and device.type != 'cuda':  # torch's SyncBatchNorm runs on GPUs only
+        raise UserError(f'--norm syncbn synchronises over GPUs; these {world} processes run on the CPU: use --norm gn')
     targs.task, targs.init, targs.norm, targs.schedule_name = args.task, args.init, args.norm, args.schedule
     targs.scale, targs.max_size, targs.mask, targs.mean, targs.std = args.scale, args.max_size, args.mask, args.mean, args.std
     targs.train_images, targs.fpn_channels, targs.rois_per_image = len(train_recs), args.fpn_channels, args.rois_per_image
-    targs.anchor_sizes, targs.test_proposals = args.anchor_sizes, args.test_proposals
+    targs.anchor_sizes, targs.test_proposals, targs.train_scales = args.anchor_sizes, args.test_proposals, args.train_scales
     args_dict = engine.resolved(vars(targs))
     engine.check_run_dir(out, args_dict, ignore=train.RESUME_MAY_CHANGE)
     metrics_path, ckpt_path = os.path.join(out, 'metrics.json'), os.path.join(out, 'checkpoint.pth')
@@ -1004,7 +1009,8 @@ def fpn_task(args, rest):
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
     dev_id = device.index if device.type == 'cuda' else None
     kw = dict(mean=args.mean, std=args.std, shard_id=rank, num_shards=world)
-    train_loader = detection_loader(root, train_recs, targs.batch_size // world, True, args.scale, args.max_size, targs.workers,
+    scales = tuple(args.train_scales) if args.train_scales else args.scale
+    train_loader = detection_loader(root, train_recs, targs.batch_size // world, True, scales, args.max_size, targs.workers,
                                     dev_id, targs.seed, checkpoint=ckpt['loader'][rank] if ckpt else None, **kw)
     test_loader = detection_loader(root, test_recs, 1, False, args.scale, args.max_size, targs.workers, dev_id, targs.seed, **kw)
     test_set = args.test_set or ('test' if voc else 'val2017')
@@ -1251,7 +1257,7 @@ def main(args, rest):
     if not fpn:
         if args.schedule:  # train.py's --schedule (step, cosine, constant)
             rest = rest + ['--schedule', args.schedule]
-        for k in ('det_norm', 'train_images', 'train_fraction', 'coco'):
+        for k in ('det_norm', 'train_images', 'train_fraction', 'coco', 'train_scales'):
             if getattr(args, k) is not None:
                 raise UserError(f'--{"norm" if k == "det_norm" else k.replace("_", "-")} is a flag of the FPN detector '
                                 f'(coco, voc07 --detector fpn), not of {args.task}')

@@ -203,3 +203,28 @@ def test_coco_bad_input_is_one_line_before_anything_is_written(coco, tmp_path):
     out = tmp_path / 'too-many'
     p = run_here(*coco_args(coco, out, '--train-images', '9'), check=False)
     assert p.returncode != 0 and '--train-images 9 is larger than the 8 training images' in p.stderr and not out.exists()
+
+
+def test_voc07_with_the_fpn_detector(toy, tmp_path):
+    """He et al. §5: the same detector on VOC 2007 (Faster R-CNN, no masks), scored by the devkit's 11-point mAP."""
+    voc = os.path.join(toy['root'], 'VOCdevkit')
+    out = tmp_path / 'voc'
+    args = ['finetune.py', 'voc07', '--detector', 'fpn', '--voc', voc, '--init', 'scratch', '--out', str(out), *TINY_DET,
+            '--iters', '2', '--train-images', '8', '--test-set', 'val']
+    p = run_here(*args)
+    result = json.loads((out / 'transfer.json').read_text())
+    assert 'Faster R-CNN' in p.stdout and result['test_n'] == 100 and 0 <= result['test_mAP'] <= 100
+    assert 'test_segm/AP' not in result and json.loads((out / 'args.json').read_text())['mask'] is False
+
+
+def test_multiscale_training_draws_a_shorter_side_per_image(coco):
+    from data_dali import detection_loader
+    from datasets import read_coco
+    records, _ = read_coco(coco, 'train2017')
+
+    def sides(checkpoint=None):
+        loader = detection_loader(coco, records, 2, True, (48, 80), 400, 1, seed=3, checkpoint=checkpoint)
+        return [round(min(records[i]['size']) * s) for _, _, info, idx, _ in loader for i, s in zip(idx, info[:, 2].tolist())]
+    drawn = sides()
+    assert set(drawn) == {48, 80}  # each image resized to one of the scales, both drawn
+    assert sides(checkpoint=2)[:4] == drawn[4:8]  # the draw is part of the order: a resumed loader sees the same
