@@ -9,6 +9,7 @@
     python finetune.py coarse-fine --subset subsets/imagenet/full --init runs/full-alexnet/checkpoint.pth
     python finetune.py dtd --data /data/transfer/dtd --init runs/full-resnet50-s0/checkpoint.pth --mode linear  # Kornblith
     python finetune.py voc07-cls --data /data/VOCdevkit --init scratch --arch resnet50            # Kornblith, random init
+    python finetune.py coco --coco /data/COCO --init scratch --arch resnet50 --schedule 6x --batch-size 2   # He et al.
 
 Tasks:
     sun397       SUN397 scenes, official split --split (1-10), trained on the whole official training list (paper)
@@ -19,6 +20,10 @@ Tasks:
     food101 cifar10 cifar100 birdsnap cars aircraft voc07-cls dtd pets caltech101 flowers102
                  Kornblith et al. 2019's data sets (and sun397 --recipe kornblith), each read from its official
                  layout under --data (datasets.TRANSFER_SETS) and scored with the paper's measure
+    voc07        VOC 2007 detection: py-faster-rcnn (Huh et al. 2016), or with --detector fpn He et al.'s detector
+    voc12-action VOC 2012 actions, R*CNN
+    coco         He et al. 2019: Mask R-CNN with a ResNet-FPN (GN, SyncBN or frozen BN) on COCO 2017, from scratch or
+                 pre-trained, --schedule 1x..9x at batch 16 scaled to --batch-size, box and mask AP by COCOeval
 Modes of the three classification tasks:
     finetune     replace the last layer, train every layer (the paper's recipe: SGD 50K iterations, lr 0.001
                  x0.1 every 20K; the new layer at 10x, as in Caffe's fine-tuning example)
