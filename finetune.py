@@ -558,20 +558,39 @@ def finetune_task(args, rest, root, names, rows, data_dir, out):
         ok = [p for p in points if search[p] is not None]
         if not ok:
             raise UserError(f'every point of the grid diverged (see {os.path.join(out, "search")}); try lower --lr-grid values')
-        best = max(ok, key=lambda p: (search[p], -p[0]))
+        ranked = sorted(ok, key=lambda p: (search[p], -p[0]), reverse=True)
         print('search: ' + ', '.join(f'lr {lr:g} wd {wd:g}: ' + ('diverged' if v is None else f'{v:.2f}')
-                                      for (lr, wd), v in search.items()) + f'; best lr {best[0]:g}, wd {best[1]:g}')
+                                      for (lr, wd), v in search.items()) + f'; best lr {ranked[0][0]:g}, wd {ranked[0][1]:g}')
     else:
-        best = points[0]
+        ranked = points
     if args.recipe == 'kornblith':  # the final network learns from train + val
         train_rows, val, test = rows
         data_dir = os.path.join(out, 'data-final')
         write_data(data_dir, root, names, train_rows + val, [], test, {'kind': args.task, 'seed': args.seed, 'final': True})
-    model = run_training(args, rest, data_dir, out, *best)
+    # The final run of the best point trains in OUT. On train + val it may diverge where the search run did not; then
+    # the next best point is retrained, in OUT/final-lr*-wd*/, and the result says which ones diverged.
+    diverged = []
+    for k, best in enumerate(ranked):
+        final = out if k == 0 else os.path.join(out, f'final-lr{best[0]:g}-wd{best[1]:g}')
+        marker = os.path.join(final, 'diverged.json')
+        if os.path.exists(marker):
+            diverged.append(best)
+            continue
+        try:
+            model = run_training(args, rest, data_dir, final, *best)
+            break
+        except train.Diverged:
+            if k == len(ranked) - 1 or len(ranked) == 1:
+                raise
+            engine.write_atomic(marker, json.dumps({'lr': best[0], 'wd': best[1], 'final': True}) + '\n')
+            diverged.append(best)
+            print(f'the final run at lr {best[0]:g}, wd {best[1]:g} diverged on train + val; retraining the next best point')
     m = scores_of(args, model, data_dir, 'test')
     result = {f'test_{k}': v for k, v in m.items() if k != 'n'}
     if best[0] is not None:
         result.update(lr=best[0], wd=best[1], search={f'lr{lr:g}-wd{wd:g}': v for (lr, wd), v in search.items()})
+    if diverged:
+        result['final_diverged'] = [f'lr{lr:g}-wd{wd:g}' for lr, wd in diverged]
     return {**result, 'test_images': m['n']}
 
 

@@ -620,7 +620,7 @@ def summary(step):
     if not isinstance(r, dict):
         return ''
     for key, fmt in (('val_top1', 'val top-1 {:.1f}%'), ('test_mean_class_acc', 'mean class acc. {:.1f}%'),
-                     ('test_mAP', 'mAP {:.1f}'),
+                     ('test_mAP', 'mAP {:.1f}'), ('test_bbox/AP', 'box AP {:.1f}'),
                      ('knn_top1', 'kNN top-1 {:.1f}%'), ('mean_difference', 'coarse - fine {:+.1f}'),
                      ('train_images', '{} train images')):
         if key in r:
