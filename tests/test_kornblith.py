@@ -9,7 +9,7 @@ import torch
 
 import engine
 import finetune
-from conftest import TINY
+from conftest import TINY, run_here
 from datasets import TRANSFER_SETS, read_manifest
 
 # Tiny schedules: the protocols' machinery (grid, choice on validation, retraining on train + val), not accuracy
@@ -106,3 +106,15 @@ def test_train_flags_pass_through_beside_the_grid_flags():
     assert args.lr_grid is None and args.wd_grid is None and rest == ['--lr', '0.01', '--wd', '0.001']
     args.recipe, args.train_flags = 'kornblith', finetune.train_flags(rest)
     assert finetune.grid(args) == [(0.01, 0.001 * 0.01)]  # the paper's unit: decay x lr
+
+
+def test_final_run_that_diverges_falls_back_to_the_next_best_point(toy, tmp_path):
+    """Toy Caltech-101 from scratch, the toy study's own command: lr 0.1 wins the search on train but diverges when
+    retrained on train + val; the next best point (0.01) is retrained instead, and the result says so."""
+    out = tmp_path / 'caltech'
+    run_here('finetune.py', 'caltech101', '--data', os.path.join(toy['root'], 'transfer', 'caltech101'), '--init', 'scratch',
+             '--arch', 'alexnet', *TINY, '--mode', 'finetune', '--out', str(out), '--seed', '0', '--iters', '80',
+             '--batch-size', '8', '--lr-grid', '0.01', '0.1', '--wd-grid', '0', '--save-every', '80', '--log-every', '20')
+    r = json.loads((out / 'transfer.json').read_text())
+    assert r['final_diverged'] == ['lr0.1-wd0'] and r['lr'] == 0.01 and (out / 'diverged.json').exists()
+    assert (out / 'final-lr0.01-wd0' / 'checkpoint.pth').exists()
