@@ -983,7 +983,7 @@ def fpn_task(args, rest):
         raise UserError(f'--norm {args.norm}: {args.init} has {src.get("norm", "bn")} layers (use '
                         f'{"gn" if src.get("norm") == "gn" else "frozen-bn or syncbn"}, or --init scratch)')
     args.scale, args.max_size = args.scale or 800, args.max_size or 1333
-    args.schedule = args.schedule or VOC_FPN_SCHEDULE if voc else args.schedule or '1x'
+    args.schedule = args.schedule or (VOC_FPN_SCHEDULE if voc else '1x')
     out = args.out or default_out(args, f'{args.task}-fpn-{args.norm}-{args.schedule}' if voc else f'coco-{args.norm}-{args.schedule}')
     engine.lock_run_dir(out)
     if finished(out, args):
