@@ -493,6 +493,13 @@ def load_latest_checkpoint(path, keep, required=('model', 'step')):
     return None, None
 
 
+def restore(ckpt, path, model, optimizer, scaler, rank):
+    """Resume from a checkpoint of train.fit: the model, the optimizer, the loss scaler and this rank's RNG."""
+    load_state(model, ckpt['model'], path)
+    optimizer.load_state_dict(ckpt['optimizer'])
+    scaler.load_state_dict(ckpt['scaler'])
+    set_rng_state(ckpt['rng'][rank])
+
 def rng_state():
     return {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
 

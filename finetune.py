@@ -805,10 +805,7 @@ def region_task(args, rest):
     optimizer = engine.sgd(model, targs.lr, targs.momentum, targs.wd, caffe_bias=True, bias_decay=targs.bias_decay)
     amp, amp_dtype, scaler = engine.amp_setup(targs.amp, device)
     if ckpt is not None:
-        engine.load_state(model, ckpt['model'], ckpt_from)
-        optimizer.load_state_dict(ckpt['optimizer'])
-        scaler.load_state_dict(ckpt['scaler'])
-        engine.set_rng_state(ckpt['rng'][0])
+        engine.restore(ckpt, ckpt_from, model, optimizer, scaler, 0)
     dev_id = device.index if device.type == 'cuda' else None
     train_loader = detection_loader(root, train_recs, targs.batch_size, True, args.scale, args.max_size, targs.workers,
                                     dev_id, targs.seed, checkpoint=ckpt['loader'][0] if ckpt else None, mean=args.mean, std=args.std)
@@ -1025,10 +1022,7 @@ def fpn_task(args, rest):
     optimizer = engine.sgd(model, targs.lr, targs.momentum, targs.wd, wd_norm=targs.wd_norm)
     amp, amp_dtype, scaler = engine.amp_setup(targs.amp, device)
     if ckpt is not None:
-        engine.load_state(raw_model, ckpt['model'], ckpt_from)
-        optimizer.load_state_dict(ckpt['optimizer'])
-        scaler.load_state_dict(ckpt['scaler'])
-        engine.set_rng_state(ckpt['rng'][rank])
+        engine.restore(ckpt, ckpt_from, raw_model, optimizer, scaler, rank)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
     dev_id = device.index if device.type == 'cuda' else None

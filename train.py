@@ -243,10 +243,7 @@ def main(args):
                            head_lr_mult=args.head_lr_mult, wd_norm=args.wd_norm, nesterov=args.nesterov)
     amp, amp_dtype, scaler = engine.amp_setup(args.amp, device)
     if ckpt is not None:
-        engine.load_state(raw_model, ckpt['model'], ckpt_from)
-        optimizer.load_state_dict(ckpt['optimizer'])
-        scaler.load_state_dict(ckpt['scaler'])
-        engine.set_rng_state(ckpt['rng'][rank])
+        engine.restore(ckpt, ckpt_from, raw_model, optimizer, scaler, rank)
     if args.train_layers == 'head':  # kept to check at the end that the frozen layers did not move
         frozen = {k: v.detach().clone() for k, v in raw_model.state_dict().items() if not k.startswith(raw_model.head_name + '.')}
     if args.compile:
