@@ -6,10 +6,12 @@
     pooled = roi_align(conv5, rois, (6, 6), spatial_scale=1 / 16)      # [K, 256, 6, 6] for AlexNet's fc6
 
 torchvision.ops has these ops too, and tests/test_detection_ops.py checks that ours give its answers (and those of
-naive loops). Ours stay because they are faster where they run (bench/detection_ops.py, BENCHMARKS.md, 2-core
+naive loops). On the CPU ours run, because they are faster there (bench/detection_ops.py, BENCHMARKS.md, 2-core
 CPU): nms stops at max_keep, 5x torchvision's at py-faster-rcnn's 12000 -> 2000 and 45x at 6000 -> 300; roi_align
-forward + backward is 3x torchvision's (its forward alone is 1.5x ours). On a GPU the two are not compared yet:
-`bench/detection_ops.py --device cuda` times both.
+forward + backward is 3x torchvision's (its forward alone is 1.5x ours). On a GPU, nms and batched_nms hand over to
+torchvision's CUDA kernel (tv_nms): ours, a few kernel launches and a device sync per block, took 21 ms of a
+97 ms Faster R-CNN step on an H100 (BENCHMARKS.md), where py-faster-rcnn itself used a fused CUDA kernel
+(lib/nms/nms_kernel.cu, the one torchvision's descends from). `bench/detection_ops.py --device cuda` times both.
 
 Boxes are x1, y1, x2, y2 in pixels with py-faster-rcnn's inclusive "+1" convention: a box's width is x2 - x1 + 1
 (lib/utils/bbox.pyx bbox_overlaps, lib/nms/*), so [0, 0, 9, 9] is 10 x 10 pixels.
@@ -136,34 +138,56 @@ def _greedy_nms_sorted(boxes, iou_threshold, labels=None, max_keep=None, block=N
 def nms(boxes, scores, iou_threshold, max_keep=None):
     """Greedy non-maximum suppression. boxes [N, 4] (x1, y1, x2, y2, +1 convention), scores [N]; returns the int64
     indices of the kept boxes, by decreasing score, on boxes' device. max_keep: the first max_keep of them only,
-    the same as [:max_keep] but stopping early (py-faster-rcnn's RPN keeps 2000 in training, 300 at test).
+    the same as [:max_keep] (py-faster-rcnn's RPN keeps 2000 in training, 300 at test).
 
     Exactly greedy NMS: in order of decreasing score, a box is dropped when its IoU with a box already kept is
     strictly greater than iou_threshold. That is py-faster-rcnn's GPU kernel (nms_kernel.cu: devIoU > thresh, the
     one its training uses, USE_GPU_NMS) and py_cpu_nms.py (keeps ovr <= thresh); its cpu_nms.pyx drops at
-    ovr >= thresh instead, which differs only on exact ties with the threshold. Equal scores rank by index, first
-    index first (a stable sort; py-faster-rcnn's argsort()[::-1] leaves their order unspecified). IoUs are computed
-    in float32 (float64 for float64 boxes); degenerate boxes (zero area) have IoU 0 with everything, so they are
-    kept unless NMS is preceded, as in py-faster-rcnn, by a minimum-size filter. Memory and time: see NMS_BLOCK."""
-    if boxes.shape[0] == 0:
-        return torch.empty(0, dtype=torch.long, device=boxes.device)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    return order[_greedy_nms_sorted(boxes[order].to(_compute_dtype(boxes)), iou_threshold, max_keep=max_keep)]
+    ovr >= thresh instead, which differs only on exact ties with the threshold. IoUs are computed in float32
+    (float64 for float64 boxes); degenerate boxes (zero area) have IoU 0 with everything, so they are kept unless
+    NMS is preceded, as in py-faster-rcnn, by a minimum-size filter. On the CPU: greedy_nms; on a GPU: tv_nms."""
+    if boxes.is_cuda and boxes.shape[0]:
+        return tv_nms(boxes, scores, iou_threshold)[:max_keep]
+    return greedy_nms(boxes, scores, iou_threshold, max_keep=max_keep)
 
 
 def batched_nms(boxes, scores, idxs, iou_threshold, max_keep=None):
     """nms independently within each value of idxs [N] (a class, or an image), as py-faster-rcnn's test_net does
     class by class; returns the kept indices by decreasing score (all classes merged), on boxes' device.
+    On the CPU: greedy_nms with labels (exactly per-class); on a GPU: tv_nms (torchvision's offset trick)."""
+    if boxes.is_cuda and boxes.shape[0]:
+        return tv_nms(boxes, scores, iou_threshold, idxs)[:max_keep]
+    return greedy_nms(boxes, scores, iou_threshold, labels=idxs, max_keep=max_keep)
 
-    Instead of torchvision's coordinate-offset trick (shift each class's boxes by class * (max coordinate + 1) so
-    that classes cannot overlap), pairs of different classes are masked out of the overlap matrix: the offset
-    changes the float rounding of the coordinates (float32 has a 2^-8 px step at 21 classes x 1000 px), so it is
-    not exactly per-class NMS, while the mask is, for one more pass over each block's pairs."""
+
+def greedy_nms(boxes, scores, iou_threshold, labels=None, max_keep=None):
+    """Our nms (labels: batched_nms), on any device: Cluster-NMS in blocks (_greedy_nms_sorted), which stops once
+    max_keep boxes are kept. Equal scores rank by index, first index first (a stable sort; py-faster-rcnn's
+    argsort()[::-1] leaves their order unspecified). Memory and time: see NMS_BLOCK.
+
+    With labels, instead of torchvision's coordinate-offset trick (shift each class's boxes by class * (max
+    coordinate + 1) so that classes cannot overlap), pairs of different classes are masked out of the overlap
+    matrix: the offset changes the float rounding of the coordinates (float32 has a 2^-8 px step at 21 classes x
+    1000 px), so it is not exactly per-class NMS, while the mask is, for one more pass over each block's pairs."""
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
-    return order[_greedy_nms_sorted(boxes[order].to(_compute_dtype(boxes)), iou_threshold, labels=idxs[order],
-                                    max_keep=max_keep)]
+    return order[_greedy_nms_sorted(boxes[order].to(_compute_dtype(boxes)), iou_threshold,
+                                    labels=None if labels is None else labels[order], max_keep=max_keep)]
+
+
+def tv_nms(boxes, scores, iou_threshold, idxs=None):
+    """nms (batched_nms, given idxs) by torchvision.ops, in our box convention: x2 + 1, y2 + 1 turn the inclusive
+    boxes into torchvision's exclusive ones. A degenerate box gets no area clamp there, but its intersection with
+    anything is 0, so its IoU is 0, -0 or NaN, never above a threshold: kept and suppressing nothing, as in ours.
+    It keeps the boxes greedy_nms keeps (batched: up to the offset trick's rounding), though equal scores may come
+    in another order (tests/test_detection_ops.py). The whole NMS runs, then [:max_keep]: no early stop."""
+    import torchvision.ops
+    b = boxes.to(_compute_dtype(boxes))
+    b = torch.cat([b[:, :2], b[:, 2:] + 1], 1)
+    if idxs is None:
+        return torchvision.ops.nms(b, scores.to(b.dtype), iou_threshold)
+    return torchvision.ops.batched_nms(b, scores.to(b.dtype), idxs, iou_threshold)
 
 
 def _axis_samples(start, size, bins, sampling_ratio, length):

@@ -4,8 +4,10 @@
     .venv/bin/python bench/detection_ops.py --threads 1 --repeats 5 --loop-repeats 5 --record   # the CPU table
     .venv/bin/python bench/detection_ops.py --device cuda --record   # on a GPU (H100 figures in BENCHMARKS.md)
 
-Each op is timed beside torchvision.ops' (nms on the boxes shifted to torchvision's exclusive convention, x2 + 1,
-y2 + 1; roi_align with the same arguments), which tests/test_detection_ops.py checks give the same answers.
+Each op is timed beside torchvision.ops' (nms through detection.tv_nms, which shifts the boxes to torchvision's
+exclusive convention, x2 + 1, y2 + 1; roi_align with the same arguments), which tests/test_detection_ops.py checks
+give the same answers. The `nms` rows are ours (detection.greedy_nms) on any device; detection.nms itself runs
+ours on the CPU and torchvision's (the `torchvision.ops.nms` rows) on a GPU.
 
 NMS runs on RPN-like proposals: py-faster-rcnn's 9 anchors (generate_anchors: base 16, ratios 0.5/1/2, scales
 8/16/32) at every cell of a stride-16 conv5 map of a 600 x 1000 image (38 x 63 cells, 21,546 anchors), moved by
@@ -38,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/detection_ops.py` from anywhere
 from bench.common import cpu_description, git_sha, record  # noqa: E402
-from detection import nms, roi_align  # noqa: E402
+from detection import greedy_nms, roi_align, tv_nms  # noqa: E402
 import torchvision.ops  # noqa: E402
 
 SECTION = '## Detection ops'
@@ -178,12 +180,12 @@ def main(args):
     def run_nms(name, loop=False, cut=False):
         _, _, post, thresh = next(c for c in NMS_CASES if c[0] == name)
         boxes, scores = nms_inputs[name]
-        return (loop_nms if loop else nms)(boxes, scores, thresh, max_keep=post if cut else None)
+        return (loop_nms if loop else greedy_nms)(boxes, scores, thresh, max_keep=post if cut else None)
 
     def run_tv_nms(name, cut=False):
         _, _, post, thresh = next(c for c in NMS_CASES if c[0] == name)
         boxes, scores = nms_inputs[name]
-        keep = torchvision.ops.nms(torch.cat([boxes[:, :2], boxes[:, 2:] + 1], 1), scores, thresh)
+        keep = tv_nms(boxes, scores, thresh)  # what detection.nms runs on a GPU
         return keep[:post] if cut else keep  # no early stop: the whole NMS, then the first post
 
     def run_roi(name, backward, op=roi_align):

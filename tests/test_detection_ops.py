@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from detection import batched_nms, box_iou, nms, roi_align
+from detection import batched_nms, box_iou, nms, roi_align, tv_nms
 
 
 # ---------------------------------------------------------------------------------------------- naive references
@@ -159,6 +159,7 @@ def test_nms_edge_sizes():
     # degenerate boxes: zero area, IoU 0 with everything (also with an identical degenerate box): all kept
     deg = torch.tensor([[5., 5, 3, 9], [5., 5, 3, 9], [0., 0, 9, 9]])
     assert nms(deg, torch.tensor([0.9, 0.8, 0.1]), 0.5).tolist() == [0, 1, 2]
+    assert tv_nms(deg, torch.tensor([0.9, 0.8, 0.1]), 0.5).tolist() == [0, 1, 2]  # the GPU's path, run on the CPU
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
@@ -241,8 +242,9 @@ def test_roi_align_low_precision():
 
 def test_ops_match_torchvision():
     """detection.py's ops give torchvision.ops' answers, once boxes move to torchvision's exclusive convention
-    (x2 + 1, y2 + 1): IoUs equal, NMS keeps the same boxes in the same order (ties and degenerate boxes included),
-    batched NMS the same boxes (torchvision's order among equal scores is not by index), RoIAlign the same values
+    (x2 + 1, y2 + 1): IoUs equal, NMS through tv_nms (the GPU's path) keeps the same boxes in the same order (ties
+    and degenerate boxes included), batched NMS the same boxes (torchvision's order among equal scores is not by
+    index), RoIAlign the same values
     and gradients. bench/detection_ops.py times both."""
     import torchvision.ops as tv
 
@@ -255,8 +257,9 @@ def test_ops_match_torchvision():
         proper = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])  # torchvision's area of a degenerate box is not 0
         assert torch.equal(box_iou(boxes[proper], boxes[proper]), tv.box_iou(exclusive(boxes[proper]), exclusive(boxes[proper])))
         for t in (0.3, 0.5, 0.7):
-            assert torch.equal(nms(boxes, scores, t), tv.nms(exclusive(boxes), scores, t)), (seed, t)
-            ours, theirs = batched_nms(boxes, scores, labels, t), tv.batched_nms(exclusive(boxes), scores, labels, t)
+            # tv_nms: what nms and batched_nms run on a GPU (torchvision's kernels), here on the CPU
+            assert torch.equal(nms(boxes, scores, t), tv_nms(boxes, scores, t)), (seed, t)
+            ours, theirs = batched_nms(boxes, scores, labels, t), tv_nms(boxes, scores, t, labels)
             assert sorted(ours.tolist()) == sorted(theirs.tolist()) and torch.equal(scores[ours], scores[theirs]), (seed, t)
 
     g = torch.Generator().manual_seed(0)
