@@ -3,6 +3,7 @@
     from data_dali import classification_loader
     train = classification_loader('data/toy', 'subsets/toy-full/train.txt', batch_size=64, train=True, crop=96, resize=108)
     for images, labels in train: ...   # images: float NCHW view in channels_last memory, normalised
+    # hand_over='uint8': uint8 images, normalised on the device by train.loader.normalizer() (a quarter of the bytes)
 
     python data_dali.py scan subsets/toy    # decode every image of an index once; exclude.txt lists the broken
     python data_dali.py prepare subsets/toy --out data/toy-256    # every image warped to 256 x 256 once (Caffe)
@@ -42,6 +43,9 @@ MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 STYLES = ('caffe', 'inception')
 RESIZE_MODES = ('shorter', 'warp')
+# What the classification pipeline hands to torch: 'float', normalised by DALI, or 'uint8', cropped and mirrored
+# only, for Normalize to finish on the device (inside the compiled model): a quarter of the bytes to write and copy.
+HAND_OVERS = ('float', 'uint8')
 
 
 def _crop_window(jpegs, train, crop, resize, warp=False):
@@ -71,7 +75,7 @@ def _crop_window(jpegs, train, crop, resize, warp=False):
 
 @pipeline_def
 def _classification_pipeline(root, file_list, train, style, crop, resize, shard_id, num_shards, decoder_device, hw_decoder_load,
-                             fancy_upsampling, mean, std, warp):
+                             fancy_upsampling, mean, std, warp, uint8):
     # A manifest line is "relative/path label": exactly the file reader's file_list format.
     # Train: shuffle_after_epoch draws one permutation of the whole list per epoch, identical on every shard
     # (so shards stay disjoint); a shuffle buffer (random_shuffle) would see class-sorted manifests as
@@ -105,11 +109,27 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
         crop_args = {}
         if train:
             mirror = fn.random.coin_flip(probability=0.5)
-    # HWC float output: torch sees NHWC memory, which permute(0, 3, 1, 2) turns into an NCHW view in
-    # channels_last layout with no copy.
-    images = fn.crop_mirror_normalize(images, device=dev, dtype=types.FLOAT, output_layout='HWC',
-                                      mean=mean, std=std, mirror=mirror, **crop_args)
+    # HWC output: torch sees NHWC memory, which permute(0, 3, 1, 2) turns into an NCHW view in channels_last
+    # layout with no copy. uint8: the same operator with no mean and std only mirrors (and casts nothing).
+    norm = {} if uint8 else {'mean': mean, 'std': std}
+    images = fn.crop_mirror_normalize(images, device=dev, dtype=types.UINT8 if uint8 else types.FLOAT,
+                                      output_layout='HWC', mirror=mirror, **norm, **crop_args)
     return images, labels
+
+
+class Normalize(torch.nn.Module):
+    """DALI's normalisation, done by torch: uint8 images [N, 3, H, W] -> (x - mean) * (1 / std) in float32, the
+    arithmetic of crop_mirror_normalize (a float32 reciprocal, then a product: bit-identical to the float
+    hand-over, tests/test_pipeline.py). Its buffers are not saved, so a checkpoint holds the network alone."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer('inv_std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1).reciprocal(),
+                             persistent=False)
+
+    def forward(self, x):
+        return (x.float() - self.mean) * self.inv_std
 
 
 @contextlib.contextmanager
@@ -142,14 +162,16 @@ def dali_errors(file_list, candidates=None):
 
 
 class ClassificationLoader:
-    """Iterates (images NCHW channels_last float32, labels int64) over one shard of a manifest.
+    """Iterates (images NCHW channels_last, float32 or for a uint8 hand-over uint8; labels int64) over one shard
+    of a manifest.
 
     A thin wrapper over DALIGenericIterator: it fixes the layout, and exposes `state()` so a checkpoint can
     hold the reader position and augmentation RNG (DALI checkpointing) for an exact resume.
     """
 
-    def __init__(self, pipe, train, file_list, root):
+    def __init__(self, pipe, train, file_list, root, mean, std, uint8):
         self.pipe, self.train, self.file_list, self.root = pipe, train, file_list, root
+        self.mean, self.std, self.uint8 = mean, std, uint8
         # Train drops the ragged last batch (fixed batch size for the step); val keeps it and drops padding.
         policy = LastBatchPolicy.DROP if train else LastBatchPolicy.PARTIAL
         with dali_errors(file_list, self.suspects):  # the iterator runs the pipeline once at construction
@@ -176,10 +198,15 @@ class ClassificationLoader:
     def state(self):
         return self.it.checkpoints()[0]
 
+    def normalizer(self):
+        """The module that finishes this loader's images: Normalize for a uint8 hand-over, else the identity."""
+        return Normalize(self.mean, self.std) if self.uint8 else torch.nn.Identity()
+
 
 def classification_loader(root, file_list, batch_size, train, crop, resize, style='caffe', num_threads=4,
                           device_id=None, shard_id=0, num_shards=1, seed=0, checkpoint=None, hw_decoder_load=None,
-                          prefetch=None, fancy_upsampling=True, mean=None, std=None, resize_mode='shorter'):
+                          prefetch=None, fancy_upsampling=True, mean=None, std=None, resize_mode='shorter',
+                          hand_over='float'):
     """A loader over `file_list` (a manifest; its paths are relative to `root`).
 
     device_id: a CUDA device index to decode on the GPU ('mixed'), or None for the CPU pipeline.
@@ -189,6 +216,7 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
     checkpoint: a string from a previous loader's state(), to continue exactly where it stopped.
     mean, std: the network's RGB normalisation on the 0-1 scale (models.input_spec); None: ImageNet's.
     resize_mode: 'shorter' (the shorter side to `resize`) or 'warp' (both sides, Caffe's ImageNet recipe).
+    hand_over: 'float' (normalised images) or 'uint8' (HAND_OVERS; apply loader.normalizer() on the device).
     """
     for path, what in ((root, 'image root'), (file_list, 'manifest')):
         if not os.path.exists(path):
@@ -197,17 +225,20 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
         raise ValueError(f'unknown augmentation style {style!r}; choose from {STYLES}')
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f'unknown resize mode {resize_mode!r}; choose from {RESIZE_MODES}')
+    if hand_over not in HAND_OVERS:
+        raise ValueError(f'unknown hand-over {hand_over!r}; choose from {HAND_OVERS}')
+    mean = MEAN if mean is None else [255 * m for m in mean]
+    std = STD if std is None else [255 * v for v in std]
     pipe = _classification_pipeline(root=root, file_list=file_list, train=train, style=style, crop=crop, resize=resize,
                                     shard_id=shard_id, num_shards=num_shards,
                                     decoder_device='cpu' if device_id is None else 'mixed', hw_decoder_load=hw_decoder_load,
-                                    fancy_upsampling=fancy_upsampling,
-                                    mean=MEAN if mean is None else [255 * m for m in mean],
-                                    std=STD if std is None else [255 * v for v in std], warp=resize_mode == 'warp',
+                                    fancy_upsampling=fancy_upsampling, mean=mean, std=std, warp=resize_mode == 'warp',
+                                    uint8=hand_over == 'uint8',
                                     batch_size=batch_size, num_threads=num_threads, device_id=device_id,
                                     prefetch_queue_depth=prefetch or 2,
                                     seed=seed + 1000 * shard_id,  # augmentation differs across ranks
                                     enable_checkpointing=train, checkpoint=checkpoint)
-    return ClassificationLoader(pipe, train, file_list, root)
+    return ClassificationLoader(pipe, train, file_list, root, mean, std, hand_over == 'uint8')
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import engine
-from data_dali import RESIZE_MODES, STYLES, check_prepared, classification_loader
+from data_dali import HAND_OVERS, RESIZE_MODES, STYLES, check_prepared, classification_loader
 from datasets import read_manifest, read_tsv
 from engine import UserError, ranged
 from models import IMAGENET_MEAN, IMAGENET_STD, NORMS, check_arch, check_input_size, get_model, input_spec
@@ -85,6 +85,9 @@ def get_args_parser():
     p.add_argument('--hw-decoder-load', type=ranged(float, 0, 1), default=None,
                    help='GPU only: share of JPEGs for the hardware decoder (default: DALI\'s 0.65; bench/end_to_end.py --sweep)')
     p.add_argument('--prefetch', type=ranged(int, 1), default=None, help='batches DALI prepares ahead (default: DALI\'s 2)')
+    p.add_argument('--hand-over', default='float', choices=HAND_OVERS,
+                   help='what the train pipeline gives torch: float (normalised by DALI) or uint8 (normalised on the '
+                        'device, inside the compiled model: a quarter of the bytes; the same images bit for bit)')
     # bookkeeping
     p.add_argument('--seed', type=ranged(int, 0), default=0)
     p.add_argument('--log-every', type=ranged(int, 1), default=50, help='iterations between log lines (and the only .item() syncs)')
@@ -95,7 +98,7 @@ def get_args_parser():
 
 
 # Arguments that may change between a run and its resumption without changing what is computed.
-RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile', 'keep')
+RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile', 'keep', 'hand_over')
 # Arguments added after runs were made: an args.json without them ran with these values.
 ADDED_LATER = {'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD), 'resize_mode': 'shorter', 'weight_init': 'default',
                'nesterov': False, 'bn_momentum': None}
@@ -214,7 +217,8 @@ def main(args):
                  resize_mode=args.resize_mode)
     train_loader = classification_loader(args.data_root, os.path.join(args.subset, 'train.txt'), batch, True, args.crop,
                                          args.resize, args.style, threads, dali_device, rank, world, args.seed,
-                                         checkpoint=ckpt['loader'][rank] if ckpt else None, **speed)
+                                         checkpoint=ckpt['loader'][rank] if ckpt else None, hand_over=args.hand_over,
+                                         **speed)
     val_loader = None if not counts['val'] else classification_loader(args.data_root, os.path.join(args.subset, 'val.txt'), batch, False, args.crop,
                                        args.resize, args.style, threads, dali_device, rank, world, args.seed, **speed)
     iters_per_epoch = len(train_loader)
@@ -246,6 +250,8 @@ def main(args):
         engine.restore(ckpt, ckpt_from, raw_model, optimizer, scaler, rank)
     if args.train_layers == 'head':  # kept to check at the end that the frozen layers did not move
         frozen = {k: v.detach().clone() for k, v in raw_model.state_dict().items() if not k.startswith(raw_model.head_name + '.')}
+    if args.hand_over == 'uint8':  # the loader's normalisation as the model's first op (nothing added to checkpoints)
+        model = torch.nn.Sequential(train_loader.normalizer().to(device), model)
     if args.compile:
         model = torch.compile(model)
     if world > 1:

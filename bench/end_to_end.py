@@ -13,6 +13,8 @@ For each architecture, on the same synthetic JPEGs (bench/loader.py's: mostly 50
                    (train.fit's windows of --log-every iterations; the first window, which holds start-up, is dropped);
   ratio            end to end / min(decode ceiling, compute ceiling): 1.0 would mean the loop wastes nothing.
 --prepared runs every row on the originals and on the copy data_dali.py prepare makes for the network (issue 19).
+--hand-over float uint8 runs every row with each of train.py's hand-overs: DALI normalises (float), or it hands uint8
+over and torch normalises on the device, inside the compiled model with --compile (issue 19).
 --sweep first times the decode ceiling alone over DALI threads x hw_decoder_load (the hardware JPEG decoder's share),
 and the other rows then use the fastest setting. The JPEGs are read from the page cache after the first epoch, as a
 machine with enough memory for its data set reads them.
@@ -35,7 +37,7 @@ sys.path.insert(0, ROOT)  # run as `python bench/end_to_end.py` from anywhere
 from bench.common import git_sha, record  # noqa: E402
 from bench.loader import make_synthetic, run_dali, versions  # noqa: E402
 from bench.train_step import machine, measure  # noqa: E402
-from data_dali import prepare  # noqa: E402
+from data_dali import HAND_OVERS, prepare  # noqa: E402
 from models import input_spec  # noqa: E402
 
 SECTION = '## End to end: JPEGs through DALI into training'
@@ -69,18 +71,20 @@ def get_args_parser():
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--prepared', action='store_true', help='every row also on the copy `data_dali.py prepare` makes for the '
                    'network (AlexNet: warped to 256 x 256), written once beside the JPEGs')
+    p.add_argument('--hand-over', nargs='+', default=['float'], choices=HAND_OVERS,
+                   help='train.py --hand-over value(s): every decode and end-to-end row runs with each')
     p.add_argument('--record', action='store_true', help='write the result into BENCHMARKS.md (this command\'s block)')
     return p
 
 
-def decode_ceiling(args, root, manifest, arch, device, workers, hw, epochs, prefetch=None, fancy=True):
+def decode_ceiling(args, root, manifest, arch, device, workers, hw, epochs, prefetch=None, fancy=True, hand_over='float'):
     """(images/s, [device MiB after each timed epoch]) of the train loader alone, with the network's input as train.py
     builds it (AlexNet: warped to 256 x 256; ResNet-50: the shorter side to 256): one warm-up epoch, then `epochs`."""
     spec = input_spec(arch)
     ns = argparse.Namespace(batch_size=args.batch_size, crop=spec['size'], resize=spec['resize'],
                             resize_mode=spec['resize_mode'], style='caffe', workers=workers, hw_decoder_load=hw, warmup=1,
                             epochs=epochs, prefetch=prefetch, fancy_upsampling=fancy)
-    rows = run_dali(ns, root, manifest, device)
+    rows = run_dali(ns, root, manifest, device, hand_over)
     return sum(r[1] for r in rows) / sum(r[0] for r in rows), [r[4] for r in rows]
 
 
@@ -95,13 +99,13 @@ def compute_ceiling(args, arch, device):
     return args.batch_size / row['step']
 
 
-def end_to_end(args, arch, subset, root, tmp, workers, hw, prefetch):
+def end_to_end(args, arch, subset, root, tmp, workers, hw, prefetch, hand_over='float'):
     """train.py on the JPEGs: (images/s, data-wait fraction, windows used) from its log.jsonl, first window dropped."""
-    out = os.path.join(tmp, f'run-{arch}-{workers}-{hw}-{prefetch}-{os.path.basename(root)}')
+    out = os.path.join(tmp, f'run-{arch}-{workers}-{hw}-{prefetch}-{hand_over}-{os.path.basename(root)}')
     cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--subset', subset, '--data-root', root, '--out', out,
            '--arch', arch, '--batch-size', str(args.batch_size), '--iters', str(args.iters), '--lr-steps',
            '--log-every', str(args.log_every), '--eval-every', str(args.iters), '--save-every', str(args.iters),
-           '--workers', str(workers), '--seed', str(args.seed)]
+           '--workers', str(workers), '--seed', str(args.seed), '--hand-over', hand_over]
     cmd += ['--hw-decoder-load', str(hw)] if hw is not None else []
     cmd += ['--prefetch', str(prefetch)] if prefetch is not None else []
     cmd += ['--compile'] if args.compile else []
@@ -182,19 +186,21 @@ def main(args):
                 prepare(root, [line.split()[0] for line in open(manifest)], copy, spec['resize_mode'], spec['resize'], 90,
                         len(os.sched_getaffinity(0)))
                 roots.append((f'copy, {spec["resize_mode"]} {spec["resize"]}', copy))
-            for (jpegs, where), prefetch in itertools.product(roots, args.prefetch):
-                decode, mem = decode_ceiling(args, where, manifest, arch, device, workers, hw, args.decode_epochs, prefetch)
-                print(f'{arch} ({jpegs}): compute ceiling {compute:.0f} images/s, decode ceiling {decode:.0f} images/s', flush=True)
-                rate, wait, n = end_to_end(args, arch, subset, where, tmp, workers, hw, prefetch)
+            for (jpegs, where), prefetch, hand in itertools.product(roots, args.prefetch, args.hand_over):
+                decode, mem = decode_ceiling(args, where, manifest, arch, device, workers, hw, args.decode_epochs, prefetch,
+                                             hand_over=hand)
+                print(f'{arch} ({jpegs}, {hand}): compute ceiling {compute:.0f} images/s, decode ceiling {decode:.0f} '
+                      f'images/s', flush=True)
+                rate, wait, n = end_to_end(args, arch, subset, where, tmp, workers, hw, prefetch, hand)
                 ratio = rate / min(compute, decode)
-                print(f'{arch} ({jpegs}): end to end {rate:.0f} images/s, data wait {wait:.1%} ({n} windows): {ratio:.2f} of the '
+                print(f'{arch} ({jpegs}, {hand}): end to end {rate:.0f} images/s, data wait {wait:.1%} ({n} windows): {ratio:.2f} of the '
                       f'lower ceiling', flush=True)
-                rows.append(f'| {arch} | {jpegs} | {args.batch_size} x {crop} | {"bf16" if cuda else "fp32"} | '
+                rows.append(f'| {arch} | {jpegs} | {hand} | {args.batch_size} x {crop} | {"bf16" if cuda else "fp32"} | '
                             f'{"on" if args.compile else "off"} | {prefetch or 2} | {decode:.0f} | {compute:.0f} | **{rate:.0f}** | '
                             f'{wait:.1%} | **{ratio:.2f}** | {", ".join(f"{m:.0f}" for m in mem) if cuda else "-"} |')
-    out = (f'| arch | JPEGs | batch x px | autocast | compile | DALI prefetch | decode ceiling (images/s) | compute ceiling '
-           f'(images/s) | end to end (images/s) | data wait | end to end / min(ceilings) | device MiB after each decode '
-           f'epoch |\n|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n' + '\n'.join(rows))
+    out = (f'| arch | JPEGs | hand-over | batch x px | autocast | compile | DALI prefetch | decode ceiling (images/s) | '
+           f'compute ceiling (images/s) | end to end (images/s) | data wait | end to end / min(ceilings) | device MiB after '
+           f'each decode epoch |\n|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n' + '\n'.join(rows))
     print(out)
     if args.record:
         cmd = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)

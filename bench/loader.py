@@ -10,6 +10,7 @@ processes) or threads (DALI `num_threads`). Without --manifest the JPEGs are syn
 """
 import argparse
 import datetime
+import functools
 import io
 import math
 import multiprocessing
@@ -30,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as `python bench/loader.py` from anywhere
 from bench.common import cpu_description, git_sha, gpu_description, gpu_memory_used, record  # noqa: E402
-from data_dali import MEAN, STD, STYLES, classification_loader  # noqa: E402
+from data_dali import HAND_OVERS, MEAN, STD, STYLES, classification_loader  # noqa: E402
 
 SECTION = '## Loader: DALI CPU pipeline vs PIL DataLoader'
 GPU_SECTION = '## Loader on a GPU: DALI mixed pipeline vs PIL DataLoader'
@@ -59,6 +60,9 @@ def get_args_parser():
                    help='gpu: DALI decodes with device_id=0 ("mixed") and both sides deliver batches to the GPU')
     p.add_argument('--hw-decoder-load', type=float, default=None, help='gpu: the hardware JPEG decoder\'s share (default: DALI\'s)')
     p.add_argument('--prefetch', type=int, default=None, help='DALI prefetch_queue_depth (default: DALI\'s 2)')
+    p.add_argument('--hand-over', nargs='+', default=['float'], choices=HAND_OVERS,
+                   help='DALI side(s): float (normalised by DALI) and/or uint8 (normalised by torch on the device, as '
+                        'train.py --hand-over uint8 does), each timed in the same alternating rounds')
     p.add_argument('--fancy-upsampling', action=argparse.BooleanOptionalAction, default=True,
                    help='gpu: chroma upsampling as the CPU decoder (data_dali\'s default)')
     p.add_argument('--record', action='store_true', help='write the result into BENCHMARKS.md (this command\'s block)')
@@ -205,12 +209,15 @@ def time_epochs(loader, args, device, pids):
     the time, so the figures are only comparable when it is near zero), and on a GPU the device memory in use at
     the epoch's end (MiB; DALI's memory pools must stay flat from epoch to epoch)."""
     rows = []
+    # DALI's uint8 hand-over: the normalisation it leaves to torch is part of its cost (Identity for float)
+    finish = loader.normalizer().to(device) if hasattr(loader, 'normalizer') else torch.nn.Identity()
     for epoch in range(args.warmup + args.epochs):
         procs = pids()
         t0, c0, m0, n = time.perf_counter(), process_cpu(procs), machine_cpu(), 0
         for images, labels in loader:
             if device.type == 'cuda':
                 images = images.to(device, non_blocking=True)  # a no-op for DALI's GPU output
+            images = finish(images)
             n += images.shape[0]
         if device.type == 'cuda':
             torch.cuda.synchronize()
@@ -235,12 +242,12 @@ def run_pil(args, root, manifest, device):
         del dl  # stop the worker processes before DALI runs
 
 
-def run_dali(args, root, manifest, device):
+def run_dali(args, root, manifest, device, hand_over='float'):
     loader = classification_loader(root, manifest, args.batch_size, train=True, crop=args.crop, resize=args.resize,
                                    style=args.style, num_threads=args.workers,
                                    device_id=0 if device.type == 'cuda' else None, hw_decoder_load=args.hw_decoder_load,
                                    prefetch=args.prefetch, fancy_upsampling=args.fancy_upsampling,
-                                   resize_mode=getattr(args, 'resize_mode', 'shorter'))
+                                   resize_mode=getattr(args, 'resize_mode', 'shorter'), hand_over=hand_over)
     return time_epochs(loader, args, device, lambda: [os.getpid()])  # DALI's threads live in this process
 
 
@@ -266,12 +273,15 @@ def table(results, args):
         rates, cpu, others = zip(*(summarise(r) for r in rounds))
         rate[name] = statistics.median(rates)
         label = (f'PIL + DataLoader, {args.workers} workers' if name == 'pil'
-                 else f'DALI {args.device.upper()} pipeline, {args.workers} threads')
+                 else f'DALI {args.device.upper()} pipeline, {args.workers} threads, {name.split()[1]} hand-over')
         rows.append(f'| {label} | {rate[name]:.0f} | {min(rates):.0f}-{max(rates):.0f} | {statistics.median(cpu):.2f} '
                     f'| {max(others):.2f} |')
-    rows.append(f'| **ratio DALI / PIL** | **{rate["dali"] / rate["pil"]:.2f}x** | | | |')
+    dali = [name for name in results if name != 'pil']
+    rows += [f'| **ratio {name} / PIL** | **{rate[name] / rate["pil"]:.2f}x** | | | |' for name in dali]
+    if len(dali) == 2:
+        rows.append(f'| **ratio uint8 / float hand-over** | **{rate["dali uint8"] / rate["dali float"]:.2f}x** | | | |')
     if args.device == 'gpu':  # device memory after each timed epoch (after the warm-up ones) of DALI's first round
-        mem = [f'{r[4]:.0f}' for r in results['dali'][0]]
+        mem = [f'{r[4]:.0f}' for r in results[dali[0]][0]]
         rows.append(f'\nGPU memory in use after each timed epoch of the first DALI round (MiB): {", ".join(mem)}')
     return '\n'.join(rows)
 
@@ -307,12 +317,14 @@ def main(args):
               f'{args.warmup} warm-up + {args.epochs} timed epochs')
         # Alternating rounds: a neighbour's burst of work (this machine may be shared) then hits one round of
         # one side, which the median drops, instead of all of one side.
-        results = {'pil': [], 'dali': []}
+        sides = [('pil', run_pil)] + [(f'dali {h}', functools.partial(run_dali, hand_over=h))
+                                      for h in dict.fromkeys(args.hand_over)]
+        results = {name: [] for name, _ in sides}
         for r in range(args.rounds):
-            for name, run in (('pil', run_pil), ('dali', run_dali)):
+            for name, run in sides:
                 results[name].append(run(args, root, manifest, device))
                 rate, cpu, others = summarise(results[name][-1])
-                print(f'round {r} {name:4s}: {rate:.0f} images/s, {cpu:.2f} CPU ms per image, '
+                print(f'round {r} {name:10s}: {rate:.0f} images/s, {cpu:.2f} CPU ms per image, '
                       f'{others:.2f} cores taken by other processes')
 
     out = table(results, args)
@@ -324,7 +336,7 @@ def main(args):
                else 'shorter side to {r}, random {c} crop, mirror').format(c=args.crop, r=args.resize)
         cmd = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
         block = (f'### `{cmd}`\n\n{datetime.date.today().isoformat()}; git {sha}; {cpu_description()}; {versions(args.device == "gpu")}.\n'
-                 f'{n} {what}; {args.style} style ({aug}), float NCHW normalised; batch {args.batch_size}; '
+                 f'{n} {what}; {args.style} style ({aug}), float NCHW normalised (by DALI, or by torch after a uint8 hand-over); batch {args.batch_size}; '
                  f'{args.workers} DataLoader workers vs {args.workers} DALI threads; {args.warmup} warm-up + '
                  f'{args.epochs} timed epochs per round, {args.rounds} rounds alternating PIL and DALI.\n\n{out}\n')
         record(GPU_SECTION if args.device == 'gpu' else SECTION, INTRO, f'`{cmd}`', block)

@@ -54,3 +54,33 @@ def test_train_loader_on_gpu_memory_is_flat(jpegs):
         free, total = torch.cuda.mem_get_info()
         used.append(total - free)
     assert max(used[1:]) - used[1] < 64 * 2**20, [u / 2**20 for u in used]  # under 64 MiB of drift after epoch 1
+
+
+def test_uint8_hand_over_on_gpu(jpegs):
+    """train.py --hand-over uint8 on the GPU: the mixed pipeline's uint8 images, normalised by torch on the device,
+    equal its float hand-over's (DALI's GPU kernel may fuse the product differently from the CPU's: 1e-5 allowed)."""
+    root, manifest = jpegs
+
+    def loader(hand_over):
+        return classification_loader(root, manifest, 16, False, crop=224, resize=256, device_id=0, hand_over=hand_over)
+
+    u8 = loader('uint8')
+    norm = u8.normalizer().cuda()
+    for (a, la), (b, lb) in zip(loader('float'), u8):
+        assert b.is_cuda and b.dtype == torch.uint8 and b.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(la, lb) and (norm(b) - a).abs().max().item() < 1e-5
+
+
+def test_nms_on_gpu_is_torchvision_and_keeps_the_cpu_boxes():
+    """detection.nms on CUDA runs torchvision's kernel (tv_nms) and keeps the boxes our CPU NMS keeps, at
+    py-faster-rcnn's RPN sizes (bench/detection_ops.py's proposals: 12000 -> 2000 at IoU 0.7)."""
+    from bench.detection_ops import proposals
+    from detection import batched_nms, nms
+    boxes, scores = proposals(12000, 0)
+    cpu = nms(boxes, scores, 0.7, max_keep=2000)
+    gpu = nms(boxes.cuda(), scores.cuda(), 0.7, max_keep=2000)
+    assert gpu.is_cuda and torch.equal(gpu.cpu(), cpu)
+    labels = torch.arange(12000) % 21
+    cpu_b = batched_nms(boxes, scores, labels, 0.3)
+    gpu_b = batched_nms(boxes.cuda(), scores.cuda(), labels.cuda(), 0.3)
+    assert sorted(gpu_b.tolist()) == sorted(cpu_b.tolist())

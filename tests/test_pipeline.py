@@ -1,4 +1,5 @@
 """The DALI classification pipeline (CPU mode, as CI runs it) against a PIL reference on the same JPEGs."""
+import itertools
 import math
 import os
 from collections import Counter
@@ -134,3 +135,27 @@ def test_prepared_copy_feeds_the_pipeline_the_same_images(toy, tmp_path):
         f'error: {copy} holds images resized once with --resize-mode shorter --resize 108 ({copy / "prepared.json"}); '
         'this run has --resize-mode shorter --resize 120, which would resize them twice: pass those flags, or the original images')
     assert not (tmp_path / 'run').exists()
+
+
+def test_uint8_hand_over_gives_the_float_images_bit_for_bit(toy):
+    """hand_over='uint8' (issue 19): uint8 images that loader.normalizer() turns into exactly the float hand-over's,
+    crops, mirrors and labels included, with any mean and std, and a float loader's checkpoint resumes a uint8 one."""
+    manifest = os.path.join(toy['subset'], 'train.txt')
+
+    def loader(hand_over, checkpoint=None):
+        return classification_loader(toy['root'], manifest, 16, True, crop=96, resize=108, seed=3, hand_over=hand_over,
+                                     checkpoint=checkpoint, mean=[0.5, 0.4, 0.3], std=[0.2, 0.3, 0.25])
+
+    floats, uint8 = loader('float'), loader('uint8')
+    norm = uint8.normalizer()
+    seen = []
+    for (a, la), (b, lb) in itertools.islice(zip(floats, uint8), 3):
+        assert b.dtype == torch.uint8 and b.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(norm(b), a) and torch.equal(lb, la)
+        seen.append(a.clone())
+    assert not torch.equal(seen[0], seen[1])  # the batches move on
+    assert not dict(norm.state_dict())  # nothing of it is saved in a checkpoint
+    state = floats.state()
+    resumed = loader('uint8', state)
+    (a, la), (b, lb) = next(iter(floats)), next(iter(resumed))
+    assert torch.equal(resumed.normalizer()(b), a) and torch.equal(lb, la)
