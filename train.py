@@ -82,6 +82,9 @@ def get_args_parser():
     p.add_argument('--amp', default='auto', choices=('auto', 'bf16', 'fp16', 'fp32'), help='auto: bf16 on GPU, fp32 on CPU')
     p.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=True)
     p.add_argument('--compile', action='store_true', help='torch.compile the model')
+    p.add_argument('--compile-mode', default='default', choices=('default', 'reduce-overhead', 'max-autotune'),
+                   help='torch.compile\'s mode; reduce-overhead replays the training step as CUDA graphs (a GPU, fixed '
+                        'shapes: train batches are), for launch-bound networks such as AlexNet')
     p.add_argument('--hw-decoder-load', type=ranged(float, 0, 1), default=None,
                    help='GPU only: share of JPEGs for the hardware decoder (default: DALI\'s 0.65; bench/end_to_end.py --sweep)')
     p.add_argument('--prefetch', type=ranged(int, 1), default=None, help='batches DALI prepares ahead (default: DALI\'s 2)')
@@ -98,7 +101,7 @@ def get_args_parser():
 
 
 # Arguments that may change between a run and its resumption without changing what is computed.
-RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile', 'keep', 'hand_over')
+RESUME_MAY_CHANGE = ('workers', 'log_every', 'eval_every', 'data_root', 'compile', 'compile_mode', 'keep', 'hand_over')
 # Arguments added after runs were made: an args.json without them ran with these values.
 ADDED_LATER = {'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD), 'resize_mode': 'shorter', 'weight_init': 'default',
                'nesterov': False, 'bn_momentum': None}
@@ -178,6 +181,8 @@ def check_args(args):
     if args.epochs is not None and any(m > args.epochs for m in args.lr_steps + [args.warmup]):
         raise UserError(f'--lr-steps {" ".join(map(str, args.lr_steps))} / --warmup {args.warmup} go beyond --epochs '
                         f'{args.epochs}: with --epochs they count epochs (give them, e.g. --lr-steps 30 60 80)')
+    if args.compile_mode != 'default' and not args.compile:
+        raise UserError(f'--compile-mode {args.compile_mode} needs --compile')
     if args.crop > args.resize:
         raise UserError(f'--crop {args.crop} is larger than --resize {args.resize}: the crop is taken from the resized image')
     if targets and args.label_smoothing:
@@ -253,7 +258,7 @@ def main(args):
     if args.hand_over == 'uint8':  # the loader's normalisation as the model's first op (nothing added to checkpoints)
         model = torch.nn.Sequential(train_loader.normalizer().to(device), model)
     if args.compile:
-        model = torch.compile(model)
+        model = torch.compile(model, mode=args.compile_mode)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
 

@@ -68,6 +68,8 @@ def get_args_parser():
     p.add_argument('--iters', type=int, default=200, help='train.py iterations')
     p.add_argument('--log-every', type=int, default=20, help='train.py\'s log window: the unit of the end-to-end figures')
     p.add_argument('--compile', action='store_true', help='torch.compile, in the compute ceiling and in train.py')
+    p.add_argument('--compile-mode', default='default', choices=('default', 'reduce-overhead'),
+                   help='with --compile: torch.compile\'s mode (reduce-overhead: CUDA graphs), both places')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--prepared', action='store_true', help='every row also on the copy `data_dali.py prepare` makes for the '
                    'network (AlexNet: warped to 256 x 256), written once beside the JPEGs')
@@ -93,7 +95,7 @@ def compute_ceiling(args, arch, device):
     cuda = device.type == 'cuda'
     ns = argparse.Namespace(seed=args.seed, batch=args.batch_size, warmup=10 if cuda else 2, iters=20 if cuda else 1,
                             rounds=3)
-    row = measure(ns, arch, 'bf16' if cuda else 'fp32', True, args.compile, device)
+    row = measure(ns, arch, 'bf16' if cuda else 'fp32', True, args.compile and args.compile_mode, device)
     if cuda:
         torch.cuda.empty_cache()  # leave the device to train.py's process
     return args.batch_size / row['step']
@@ -108,7 +110,7 @@ def end_to_end(args, arch, subset, root, tmp, workers, hw, prefetch, hand_over='
            '--workers', str(workers), '--seed', str(args.seed), '--hand-over', hand_over]
     cmd += ['--hw-decoder-load', str(hw)] if hw is not None else []
     cmd += ['--prefetch', str(prefetch)] if prefetch is not None else []
-    cmd += ['--compile'] if args.compile else []
+    cmd += ['--compile', '--compile-mode', args.compile_mode] if args.compile else []
     if args.device == 'cpu':
         cmd += ['--amp', 'fp32']
     env = dict(os.environ, **({} if args.device == 'cuda' else {'CUDA_VISIBLE_DEVICES': ''}))  # --device cpu on a GPU machine
@@ -196,7 +198,7 @@ def main(args):
                 print(f'{arch} ({jpegs}, {hand}): end to end {rate:.0f} images/s, data wait {wait:.1%} ({n} windows): {ratio:.2f} of the '
                       f'lower ceiling', flush=True)
                 rows.append(f'| {arch} | {jpegs} | {hand} | {args.batch_size} x {crop} | {"bf16" if cuda else "fp32"} | '
-                            f'{"on" if args.compile else "off"} | {prefetch or 2} | {decode:.0f} | {compute:.0f} | **{rate:.0f}** | '
+                            f'{args.compile_mode if args.compile else "off"} | {prefetch or 2} | {decode:.0f} | {compute:.0f} | **{rate:.0f}** | '
                             f'{wait:.1%} | **{ratio:.2f}** | {", ".join(f"{m:.0f}" for m in mem) if cuda else "-"} |')
     out = (f'| arch | JPEGs | hand-over | batch x px | autocast | compile | DALI prefetch | decode ceiling (images/s) | '
            f'compute ceiling (images/s) | end to end (images/s) | data wait | end to end / min(ceilings) | device MiB after '

@@ -32,10 +32,14 @@ step() {  # name, command...: its output goes to the screen and to $LOGS/name.lo
 step test "$PY" -m pytest -q tests/test_gpu.py
 step detection_ops "$PY" bench/detection_ops.py --device cuda --record
 step detection "$PY" bench/detection.py --device cuda --settings paper --models faster-rcnn rstar-cnn --record
-# hw_decoder_load 1.0 and 16 threads: the fastest decode setting of the first round (BENCHMARKS.md, "GPU summary");
-# --hand-over float uint8: DALI's normalisation against torch's inside the compiled model (issue 19, part 2)
-step e2e "$PY" bench/end_to_end.py --device cuda --compile --prepared --hand-over float uint8 --hw-decoder-load 1.0 \
-  --workers 16 --iters 120 --decode-epochs 2 --data "$DATA" --record
+# hw_decoder_load 1.0 and 16 threads: the fastest decode setting of the first round (BENCHMARKS.md, "GPU summary").
+# AlexNet with both hand-overs (DALI's normalisation against torch's inside the compiled model), then with CUDA graphs
+# (torch.compile mode reduce-overhead) on the uint8 hand-over; ResNet-50 as train.py runs it by default.
+E2E=(bench/end_to_end.py --device cuda --compile --prepared --hw-decoder-load 1.0 --workers 16 --iters 120 --decode-epochs 2
+     --data "$DATA" --record)
+step e2e_alexnet "$PY" "${E2E[@]}" --arch alexnet --hand-over float uint8
+step e2e_alexnet_graphs "$PY" "${E2E[@]}" --arch alexnet --hand-over uint8 --compile-mode reduce-overhead
+step e2e_resnet50 "$PY" "${E2E[@]}" --arch resnet50
 
 "$PY" - "$LOGS" <<'EOF'
 """One table: issue 19's targets beside this run's figures, read from the steps' printed tables."""
@@ -52,13 +56,12 @@ def rows(name):
 
 
 out = ['| what | target | measured |', '| --- | --- | --- |']
-for r in rows('e2e'):
-    if r[0] in ('alexnet', 'resnet50'):  # arch, JPEGs, hand-over, batch, autocast, compile, prefetch, decode, compute,
-        # e2e, wait, ratio
+for name in ('e2e_alexnet', 'e2e_alexnet_graphs', 'e2e_resnet50'):
+    for r in rows(name):  # arch, JPEGs, hand-over, batch, autocast, compile, prefetch, decode, compute, e2e, wait, ratio
         if r[0] == 'alexnet':
-            out.append(f'| AlexNet end to end ({r[1]}, {r[2]}) | >= 0.90 of min(decode, compute) | {r[11]} ({r[9]} '
-                       f'images/s; ceilings {r[7]} / {r[8]}) |')
-        else:
+            out.append(f'| AlexNet end to end ({r[1]}, {r[2]}, compile {r[5]}) | >= 0.90 of min(decode, compute) | '
+                       f'{r[11]} ({r[9]} images/s; ceilings {r[7]} / {r[8]}) |')
+        elif r[0] == 'resnet50':
             out.append(f'| ResNet-50 data wait ({r[1]}, {r[2]}) | < 5% | {r[10]} ({r[9]} images/s) |')
 for r in rows('detection'):
     if r[:3] == ['faster-rcnn', 'paper', 'train']:

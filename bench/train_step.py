@@ -52,8 +52,9 @@ def get_args_parser():
     p.add_argument('--dtypes', nargs='+', default=None, choices=list(DTYPES),
                    help='autocast dtypes (default: cpu fp32 bf16, see the fp16 note in skip_reason; cuda all three)')
     p.add_argument('--channels-last', nargs='+', default=['on', 'off'], choices=['on', 'off'])
-    p.add_argument('--compile', nargs='+', default=None, choices=['off', 'on'],
-                   help='torch.compile the model (default: cpu off, and on for AlexNet fp32 only, see skip_reason; cuda both)')
+    p.add_argument('--compile', nargs='+', default=None, choices=list(COMPILE),
+                   help='torch.compile the model (default: cpu off, and on for AlexNet fp32 only, see skip_reason; cuda '
+                        'off and on); cudagraphs: mode reduce-overhead, the step replayed as CUDA graphs')
     p.add_argument('--warmup', type=int, default=None, help='untimed steps first (default: cpu 2, cuda 10)')
     p.add_argument('--iters', type=int, default=None, help='steps per timed round (default: cpu 1, cuda 20)')
     p.add_argument('--rounds', type=int, default=3, help='timed rounds; the table gives the median')
@@ -102,6 +103,14 @@ class Clock:
 
 # -------------------------------------------------------------------------------------------------------- step
 
+# --compile's choices: torch.compile's mode, or False for eager
+COMPILE = {'off': False, 'on': 'default', 'cudagraphs': 'reduce-overhead'}
+
+
+def compile_name(compiled):
+    return next(k for k, v in COMPILE.items() if v == compiled)
+
+
 def skip_reason(device, arch, dtype, channels_last, compiled, explicit):
     """Why a combination is not measured on this device (None: measure it). `explicit`: the user asked for it."""
     if device.type == 'cpu' and dtype == 'fp16' and not explicit['dtypes']:
@@ -126,7 +135,7 @@ def measure(args, arch, dtype_name, channels_last, compiled, device):
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
     labels = torch.randint(0, 1000, (batch,), device=device)
-    net = torch.compile(model) if compiled else model
+    net = torch.compile(model, mode=compiled) if compiled else model  # compiled: False or a torch.compile mode
 
     def step():  # train.fit's step, without the schedule and the bookkeeping
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -154,7 +163,7 @@ def measure(args, arch, dtype_name, channels_last, compiled, device):
     med = statistics.median(rounds)
     row = dict(arch=arch, batch=batch, size=size, dtype=dtype_name, cl=channels_last, compiled=compiled, first=first,
                step=med, lo=min(rounds), hi=max(rounds), mem=mem)
-    print(f'{arch} b{batch} {dtype_name} channels_last={"on" if channels_last else "off"} compile={"on" if compiled else "off"}: '
+    print(f'{arch} b{batch} {dtype_name} channels_last={"on" if channels_last else "off"} compile={compile_name(compiled)}: '
           f'{batch / med:.1f} images/s, {med * 1e3:.0f} ms/step (rounds {", ".join(f"{r * 1e3:.0f}" for r in rounds)}), '
           f'first step {first:.1f} s', flush=True)
     del net, model, optimizer
@@ -184,12 +193,12 @@ def main(args):
     rows, skipped = [], []
     busy0, t0 = busy_seconds(), time.perf_counter()
     for arch in args.arch:
-        for compiled in (c == 'on' for c in args.compile):
+        for compiled in (COMPILE[c] for c in args.compile):
             for dtype in args.dtypes:
                 for cl in (c == 'on' for c in args.channels_last):
                     why = skip_reason(device, arch, dtype, cl, compiled, explicit)
                     if why:
-                        what = f'{arch} {dtype} channels_last {"on" if cl else "off"} compile {"on" if compiled else "off"}'
+                        what = f'{arch} {dtype} channels_last {"on" if cl else "off"} compile {compile_name(compiled)}'
                         if why not in [w for _, w in skipped]:
                             print(f'skipped: {what}: {why}')
                         skipped.append((what, why))
@@ -209,7 +218,7 @@ def main(args):
         ref = base.get((r['arch'], False))
         vs = f'{ref["step"] / r["step"]:.2f}x' if ref else '-'
         lines.append(f'| {r["arch"]} | {r["batch"]} x {r["size"]} | {r["dtype"]} | {"on" if r["cl"] else "off"} | '
-                     f'{"on" if r["compiled"] else "off"} | **{r["batch"] / r["step"]:.1f}** | {r["step"] * 1e3:.0f} '
+                     f'{compile_name(r["compiled"])} | **{r["batch"] / r["step"]:.1f}** | {r["step"] * 1e3:.0f} '
                      f'({r["lo"] * 1e3:.0f}-{r["hi"] * 1e3:.0f}) | {vs} | {r["first"]:.1f} |'
                      + (f' {r["mem"]:.1f} |' if not cpu else ''))
     out = '\n'.join(lines)

@@ -139,6 +139,8 @@ def bad_inputs(toy, tmp_path):
          '--crop 64: inception_v3 cannot take 64 px inputs'),
         (['train.py', '--subset', toy['subset'], '--out', out, '--arch', 'densenet121', '--norm', 'gn'], "densenet121's builder takes no norm_layer"),
         (['train.py', '--subset', toy['subset'], '--out', out, '--batch-size', '5000'], 'larger than the 1200 training images'),
+        (['train.py', '--subset', toy['subset'], '--out', out, '--compile-mode', 'reduce-overhead'],
+         '--compile-mode reduce-overhead needs --compile'),
         (['train.py', '--subset', toy['subset'], '--out', out, '--batch-size', '0'], 'argument --batch-size: 0 is out of range: must be >= 1'),
         (['train.py', '--subset', toy['subset'], '--out', out, '--epochs', '2'], 'go beyond --epochs 2: with --epochs they count epochs'),
         (['train.py', '--subset', toy['subset'], '--out', out, '--arch', 'alexnet', '--norm', 'gn'], 'alexnet is built with its own normalisation'),
