@@ -14,7 +14,8 @@ For each architecture, on the same synthetic JPEGs (bench/loader.py's: mostly 50
   ratio            end to end / min(decode ceiling, compute ceiling): 1.0 would mean the loop wastes nothing.
 --prepared runs every row on the originals and on the copy data_dali.py prepare makes for the network (issue 19).
 --hand-over float uint8 runs every row with each of train.py's hand-overs: DALI normalises (float), or it hands uint8
-over and torch normalises on the device, inside the compiled model with --compile (issue 19).
+over and torch normalises on the device, inside the compiled model with --compile (issue 19). A uint8 row's decode
+ceiling includes that normalisation, run eagerly after the loader (bench/loader.time_epochs).
 --sweep first times the decode ceiling alone over DALI threads x hw_decoder_load (the hardware JPEG decoder's share),
 and the other rows then use the fastest setting. The JPEGs are read from the page cache after the first epoch, as a
 machine with enough memory for its data set reads them.
