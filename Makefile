@@ -13,8 +13,7 @@ TOY_PLAN := experiments/paper.py --toy --index subsets/toy/index.tsv
 
 .venv/installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
-	# --no-compile: no .pyc for the ~6 GB of packages up front (90 s -> 60 s here); Python writes those it imports
-	$(PY) -m pip install -q --no-compile -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt
 	$(PY) setup_wordnet.py
 	touch $@
 
