@@ -120,7 +120,8 @@ def _classification_pipeline(root, file_list, train, style, crop, resize, shard_
 class Normalize(torch.nn.Module):
     """DALI's normalisation, done by torch: uint8 images [N, 3, H, W] -> (x - mean) * (1 / std) in float32, the
     arithmetic of crop_mirror_normalize (a float32 reciprocal, then a product: bit-identical to the float
-    hand-over, tests/test_pipeline.py). Its buffers are not saved, so a checkpoint holds the network alone."""
+    hand-over, tests/test_pipeline.py; torchvision's Normalize divides by std, 1 ulp off in a quarter of the
+    values). Its buffers are not saved, so a checkpoint holds the network alone."""
 
     def __init__(self, mean, std):
         super().__init__()
@@ -229,16 +230,17 @@ def classification_loader(root, file_list, batch_size, train, crop, resize, styl
         raise ValueError(f'unknown hand-over {hand_over!r}; choose from {HAND_OVERS}')
     mean = MEAN if mean is None else [255 * m for m in mean]
     std = STD if std is None else [255 * v for v in std]
+    uint8 = hand_over == 'uint8'
     pipe = _classification_pipeline(root=root, file_list=file_list, train=train, style=style, crop=crop, resize=resize,
                                     shard_id=shard_id, num_shards=num_shards,
                                     decoder_device='cpu' if device_id is None else 'mixed', hw_decoder_load=hw_decoder_load,
                                     fancy_upsampling=fancy_upsampling, mean=mean, std=std, warp=resize_mode == 'warp',
-                                    uint8=hand_over == 'uint8',
+                                    uint8=uint8,
                                     batch_size=batch_size, num_threads=num_threads, device_id=device_id,
                                     prefetch_queue_depth=prefetch or 2,
                                     seed=seed + 1000 * shard_id,  # augmentation differs across ranks
                                     enable_checkpointing=train, checkpoint=checkpoint)
-    return ClassificationLoader(pipe, train, file_list, root, mean, std, hand_over == 'uint8')
+    return ClassificationLoader(pipe, train, file_list, root, mean, std, uint8)
 
 
 # ----------------------------------------------------------------------------------------------------------

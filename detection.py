@@ -146,15 +146,13 @@ def nms(boxes, scores, iou_threshold, max_keep=None):
     ovr >= thresh instead, which differs only on exact ties with the threshold. IoUs are computed in float32
     (float64 for float64 boxes); degenerate boxes (zero area) have IoU 0 with everything, so they are kept unless
     NMS is preceded, as in py-faster-rcnn, by a minimum-size filter. On the CPU: greedy_nms; on a GPU: tv_nms."""
-    if boxes.is_cuda and boxes.shape[0]:
-        return tv_nms(boxes, scores, iou_threshold)[:max_keep]
-    return greedy_nms(boxes, scores, iou_threshold, max_keep=max_keep)
+    return batched_nms(boxes, scores, None, iou_threshold, max_keep)
 
 
 def batched_nms(boxes, scores, idxs, iou_threshold, max_keep=None):
     """nms independently within each value of idxs [N] (a class, or an image), as py-faster-rcnn's test_net does
     class by class; returns the kept indices by decreasing score (all classes merged), on boxes' device.
-    On the CPU: greedy_nms with labels (exactly per-class); on a GPU: tv_nms (torchvision's offset trick)."""
+    idxs None: one group, plain nms. On the CPU: greedy_nms (exactly per-class); on a GPU: tv_nms."""
     if boxes.is_cuda and boxes.shape[0]:
         return tv_nms(boxes, scores, iou_threshold, idxs)[:max_keep]
     return greedy_nms(boxes, scores, iou_threshold, labels=idxs, max_keep=max_keep)

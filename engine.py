@@ -500,6 +500,7 @@ def restore(ckpt, path, model, optimizer, scaler, rank):
     scaler.load_state_dict(ckpt['scaler'])
     set_rng_state(ckpt['rng'][rank])
 
+
 def rng_state():
     return {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
 

@@ -244,8 +244,7 @@ def test_ops_match_torchvision():
     """detection.py's ops give torchvision.ops' answers, once boxes move to torchvision's exclusive convention
     (x2 + 1, y2 + 1): IoUs equal, NMS through tv_nms (the GPU's path) keeps the same boxes in the same order (ties
     and degenerate boxes included), batched NMS the same boxes (torchvision's order among equal scores is not by
-    index), RoIAlign the same values
-    and gradients. bench/detection_ops.py times both."""
+    index), RoIAlign the same values and gradients. bench/detection_ops.py times both."""
     import torchvision.ops as tv
 
     def exclusive(b):
